@@ -1,0 +1,30 @@
+# captchalab: `make demo` and `make test` work on a fresh machine (they install first).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= runs/demo
+
+.PHONY: install demo test lint clean bench
+
+$(BIN)/captchalab: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(BIN)/captchalab
+
+demo: install
+	$(BIN)/captchalab generate rings --count 2000 --out $(DEMO)/train --seed 1
+	$(BIN)/captchalab generate rings --count 1000 --out $(DEMO)/test --seed 2
+	$(BIN)/captchalab train $(DEMO)/train --out $(DEMO)/model --max-minutes 8
+	$(BIN)/captchalab evaluate $(DEMO)/model/model.safetensors $(DEMO)/test
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

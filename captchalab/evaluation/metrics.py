@@ -1,0 +1,39 @@
+"""Accuracy per captcha and per character, and the character error rate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions turning ``a`` into ``b``."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def text_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+    """``sequence_accuracy`` (whole captcha right), ``char_accuracy``, ``cer`` and ``count``.
+
+    ``char_accuracy`` is 1 - edits / max(len(truth), len(prediction)) summed over images, so
+    with equal lengths it is the share of positions read right; ``cer`` is edits per truth
+    character.
+    """
+    if len(truths) != len(predictions):
+        raise ValueError("truths and predictions differ in number")
+    count = len(truths)
+    if count == 0:
+        return {"sequence_accuracy": 0.0, "char_accuracy": 0.0, "cer": 0.0, "count": 0}
+    edits = [edit_distance(t, p) for t, p in zip(truths, predictions)]
+    longest = sum(max(len(t), len(p)) for t, p in zip(truths, predictions)) or 1
+    truth_chars = sum(len(t) for t in truths) or 1
+    return {
+        "sequence_accuracy": sum(e == 0 for e in edits) / count,
+        "char_accuracy": 1.0 - sum(edits) / longest,
+        "cer": sum(edits) / truth_chars,
+        "count": count,
+    }

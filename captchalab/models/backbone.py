@@ -1,0 +1,52 @@
+"""The shared convolutional backbone: a grey image -> a feature map at 1/4 width.
+
+Every family is a small head on this network, so features learned by one family (or by
+pretraining on synthetic captchas) carry over to the others.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Backbone(nn.Module):
+    """VGG-style CNN with batch norm: ``(N, 1, H, W) -> (N, C, H / 16, W / 4)``.
+
+    Width is halved twice and height four times, so a 32 x 128 input gives a 2 x 32 map:
+    32 positions along the text, each seeing a window wide enough for a glyph.
+    """
+
+    reduction = (16, 4)  # (height, width) downsampling factors
+
+    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 192)) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.out_channels = w4
+        self.layers = nn.Sequential(
+            conv_bn_relu(1, w1),
+            nn.MaxPool2d(2),
+            conv_bn_relu(w1, w2),
+            nn.MaxPool2d(2),
+            conv_bn_relu(w2, w3),
+            conv_bn_relu(w3, w3),
+            nn.MaxPool2d((2, 1)),
+            conv_bn_relu(w3, w4),
+            conv_bn_relu(w4, w4),
+            nn.MaxPool2d((2, 1)),
+        )
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of the feature map for an input of that size."""
+        return self.out_channels, height // self.reduction[0], width // self.reduction[1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images)

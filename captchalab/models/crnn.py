@@ -1,0 +1,58 @@
+"""CRNN + CTC: backbone columns -> bidirectional LSTM -> per-frame symbol scores (seed 001)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from captchalab.models.backbone import Backbone
+from captchalab.models.registry import register
+
+
+@register("crnn")
+class CRNN(nn.Module):
+    """Reads a variable-length string; outputs ``(N, T, classes)`` log-probabilities, blank = 0.
+
+    The LSTM output is added to a linear projection of the convolutional column features, a
+    shortcut that lets the CTC loss leave its initial all-blank plateau quickly.
+    """
+
+    decoder = "ctc"
+
+    def __init__(
+        self,
+        num_classes: int,
+        height: int,
+        width: int,
+        hidden: int = 128,
+        dropout: float = 0.2,
+        widths: tuple[int, int, int, int] = (32, 64, 128, 192),
+    ) -> None:
+        super().__init__()
+        self.config = dict(num_classes=num_classes, height=height, width=width, hidden=hidden,
+                           dropout=dropout, widths=list(widths))
+        self.backbone = Backbone(tuple(widths))
+        channels, rows, _ = self.backbone.output_shape(height, width)
+        features = channels * rows
+        self.project = nn.Linear(features, 2 * hidden)
+        self.rnn = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.backbone(images)  # (N, C, h, w)
+        n, c, h, w = maps.shape
+        columns = maps.permute(0, 3, 1, 2).reshape(n, w, c * h)
+        columns = self.project(self.dropout(columns))
+        sequence, _ = self.rnn(columns)
+        return F.log_softmax(self.classifier(self.dropout(sequence + columns)), dim=-1)
+
+    @staticmethod
+    def loss(log_probs: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """CTC loss; ``targets`` are padded ``(N, L)`` class indices with their ``lengths``."""
+        n, t, _ = log_probs.shape
+        frames = torch.full((n,), t, dtype=torch.long)
+        flat = torch.cat([targets[i, : lengths[i]] for i in range(n)])
+        return F.ctc_loss(log_probs.transpose(0, 1).float(), flat, frames, lengths.cpu(),
+                          blank=0, reduction="mean", zero_infinity=True)

@@ -1,0 +1,370 @@
+"""``train``: a labelled folder in, a model file (plus metrics and curves) out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captchalab.data import (
+    Alphabet,
+    LabelledFolder,
+    Preprocessing,
+    Sample,
+    read_labelled_folder,
+    split_samples,
+)
+from captchalab.data.preprocess import DEFAULT_HEIGHT
+from captchalab.evaluation.metrics import text_metrics
+from captchalab.fileio import atomic_write_text
+from captchalab.models import build
+from captchalab.runtime import ctc
+from captchalab.runtime.artifact import ModelFileError, load_model_file, save_model_file
+from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
+from captchalab.training.augment import Augmentation
+from captchalab.training.plots import plot_curves
+from captchalab.training.progress import ProgressReporter
+from captchalab.training.schedule import one_cycle
+
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+TARGET_STEPS = 4000  # default schedule length when --epochs is not given
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run; the defaults are the recipe for any scheme."""
+
+    model: str = "crnn"
+    epochs: int | None = None  # None: about TARGET_STEPS optimiser steps, 15..300 epochs
+    max_minutes: float | None = None
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    val_split: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    height: int = DEFAULT_HEIGHT
+    alphabet: str | None = None
+    case_insensitive: bool = False
+    skip_bad: bool = False
+    resume: bool = False
+    augment: bool = True
+    decoding: str = "beam"
+    beam_width: int = 8
+    model_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    metrics: dict
+    epochs: int
+    minutes: float
+    skipped: int
+
+
+@dataclass
+class PreparedData:
+    """Images as uint8 arrays with padded label indices, ready for batching."""
+
+    folder: LabelledFolder
+    alphabet: Alphabet
+    preprocessing: Preprocessing
+    train: list[Sample]
+    val: list[Sample]
+    train_pixels: np.ndarray
+    val_pixels: np.ndarray
+    train_targets: torch.Tensor
+    train_lengths: torch.Tensor
+    val_targets: torch.Tensor
+    val_lengths: torch.Tensor
+
+
+def encode_labels(labels: list[str], alphabet: Alphabet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ``(N, max_len)`` class indices and the length of each label."""
+    width = max((len(label) for label in labels), default=1)
+    targets = torch.zeros(len(labels), width, dtype=torch.long)
+    for i, label in enumerate(labels):
+        targets[i, : len(label)] = torch.tensor(alphabet.encode(label), dtype=torch.long)
+    return targets, torch.tensor([len(label) for label in labels], dtype=torch.long)
+
+
+def prepare_data(
+    folder: LabelledFolder, config: TrainConfig, reporter: ProgressReporter,
+    preprocessing: Preprocessing | None = None,
+) -> PreparedData:
+    """Split, fit the preprocessing on the training images and load every image once."""
+    train, val = split_samples(folder.samples, config.val_split, config.seed)
+    if preprocessing is None:
+        preprocessing = Preprocessing.fit([s.size for s in train], config.height)
+    with reporter.task("loading images", len(train) + len(val)) as advance:
+        def load(samples: list[Sample]) -> np.ndarray:
+            arrays = []
+            for sample in samples:
+                arrays.append(preprocessing.load(sample.path))
+                advance()
+            shape = (0, preprocessing.height, preprocessing.width)
+            return np.stack(arrays) if arrays else np.zeros(shape, np.uint8)
+
+        train_pixels, val_pixels = load(train), load(val)
+    if "mean" not in (config.model_options or {}):
+        preprocessing = preprocessing.with_statistics(train_pixels)
+    alphabet = folder.alphabet
+    train_targets, train_lengths = encode_labels([s.label for s in train], alphabet)
+    val_targets, val_lengths = encode_labels([s.label for s in val], alphabet)
+    return PreparedData(folder, alphabet, preprocessing, train, val, train_pixels, val_pixels,
+                        train_targets, train_lengths, val_targets, val_lengths)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], list]:
+    state = optimizer.state_dict()
+    tensors = {
+        f"optimizer.{index}.{key}": value.detach().cpu().numpy().copy()
+        for index, slots in state["state"].items()
+        for key, value in slots.items()
+    }
+    return tensors, state["param_groups"]
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = torch.from_numpy(np.array(value))
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+class Trainer:
+    """One training run; ``run()`` returns the best model by validation accuracy."""
+
+    def __init__(self, data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+                 log: Callable[[str], None] = print, show_progress: bool = True) -> None:
+        self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
+        self.config, self.log = config, log
+        self.reporter = ProgressReporter(enabled=show_progress)
+        self.device = resolve_device(config.device)
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _read(self) -> LabelledFolder:
+        folder = read_labelled_folder(self.data_dir, self.config.alphabet,
+                                      self.config.case_insensitive)
+        folder.raise_if_bad(self.config.skip_bad)
+        if folder.bad:
+            total = len(folder.bad) + len(folder.samples)
+            self.log(f"skipped {len(folder.bad)} bad file(s) of {total}")
+        return folder
+
+    def _planned_steps(self, train_count: int) -> tuple[int, int]:
+        steps_per_epoch = max(1, -(-train_count // self.config.batch_size))
+        epochs = self.config.epochs or int(np.clip(round(TARGET_STEPS / steps_per_epoch), 15, 300))
+        return epochs, epochs * steps_per_epoch
+
+    def _metadata(self, data: PreparedData, model: torch.nn.Module, metrics: dict,
+                  epoch: int, minutes: float) -> dict:
+        lengths = sorted({len(s.label) for s in data.train})
+        return {
+            "family": model.family,
+            "config": model.config,
+            "alphabet": data.alphabet.symbols,
+            "preprocessing": data.preprocessing.to_dict(),
+            "label_lengths": lengths,
+            "decoding": {
+                "method": self.config.decoding,
+                "beam_width": self.config.beam_width,
+                "length": lengths[0] if len(lengths) == 1 else None,
+            },
+            "metrics": metrics,
+            "data": {
+                "folder": self.data_dir.name,
+                "fingerprint": data.folder.fingerprint,
+                "train_count": len(data.train),
+                "val_count": len(data.val),
+                "skipped": len(data.folder.bad),
+                "case_insensitive": self.config.case_insensitive,
+            },
+            "training": {"epochs": epoch, "minutes": round(minutes, 2),
+                         "config": asdict(self.config)},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    # -- evaluation -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def _validate(self, model: torch.nn.Module, data: PreparedData) -> dict:
+        if not len(data.val):
+            return {}
+        model.eval()
+        truths = [s.label for s in data.val]
+        predictions, losses = [], []
+        for start in range(0, len(data.val), 256):
+            stop = start + 256
+            batch = torch.from_numpy(data.preprocessing.normalize(data.val_pixels[start:stop]))
+            log_probs = model(batch.to(self.device))
+            losses.append(float(model.loss(log_probs, data.val_targets[start:stop].to(self.device),
+                                           data.val_lengths[start:stop])) * len(batch))
+            for item in log_probs.float().cpu().numpy():
+                predictions.append(data.alphabet.decode(ctc.greedy_decode(item)))
+        metrics = text_metrics(truths, predictions)
+        return {"val_loss": sum(losses) / len(truths),
+                "val_sequence_accuracy": metrics["sequence_accuracy"],
+                "val_char_accuracy": metrics["char_accuracy"]}
+
+    def _final_metrics(self, model: torch.nn.Module, data: PreparedData,
+                       lengths: list[int]) -> dict:
+        """Validation metrics with the decoder the model file will use."""
+        if not len(data.val):
+            return {}
+        model.eval()
+        with torch.inference_mode():
+            batch = torch.from_numpy(data.preprocessing.normalize(data.val_pixels))
+            log_probs = model(batch.to(self.device)).float().cpu().numpy()
+        length = lengths[0] if len(lengths) == 1 else None
+        decoded = ctc.decode_batch(log_probs, self.config.decoding, self.config.beam_width, length)
+        predictions = [data.alphabet.decode(d.labels) for d in decoded]
+        return text_metrics([s.label for s in data.val], predictions)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint_path = self.out_dir / CHECKPOINT_FILE
+        resumed = None
+        if config.resume:
+            if not checkpoint_path.is_file():
+                raise ModelFileError(f"{checkpoint_path}: no checkpoint to resume from")
+            resumed = load_model_file(checkpoint_path)
+        folder = self._read()
+        preprocessing = None
+        if resumed is not None:
+            if resumed.metadata["data"]["fingerprint"] != folder.fingerprint:
+                raise ModelFileError(f"{checkpoint_path}: was trained on different data; "
+                                     "start a new run without --resume")
+            preprocessing = Preprocessing.from_dict(resumed.metadata["preprocessing"])
+        data = prepare_data(folder, config, self.reporter, preprocessing)
+        if resumed is not None:
+            data.preprocessing = preprocessing
+        lengths = sorted({len(s.label) for s in data.train})
+        model = build(config.model, num_classes=data.alphabet.num_classes,
+                      height=data.preprocessing.height, width=data.preprocessing.width,
+                      **config.model_options).to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                      weight_decay=config.weight_decay)
+        augmentation = Augmentation() if config.augment else None
+        epochs, total_steps = self._planned_steps(len(data.train))
+        budget = config.max_minutes * 60 if config.max_minutes else None
+
+        epoch, step, elapsed, history = 0, 0, 0.0, []
+        best: dict = {"score": (-1.0, float("-inf"))}
+        if resumed is not None:
+            state = resumed.metadata["checkpoint"]
+            model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v))
+                                   for k, v in resumed.tensors.items() if k.startswith("model.")})
+            _restore_optimizer(optimizer, resumed.tensors, state["param_groups"])
+            epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
+            history, best["score"] = state["history"], tuple(state["best_score"])
+            self.log(f"resuming at epoch {epoch + 1} of {epochs}")
+
+        params = sum(p.numel() for p in model.parameters())
+        self.log(f"{len(data.train)} training and {len(data.val)} validation images, "
+                 f"alphabet {len(data.alphabet)} symbols, input {data.preprocessing.height}x"
+                 f"{data.preprocessing.width}, {config.model} with {params / 1e6:.2f}M parameters, "
+                 f"{epochs} epochs on {self.device}")
+        started = time.monotonic() - elapsed
+        progress = 0.0
+
+        def current_progress() -> float:
+            fraction = step / total_steps
+            if budget:
+                fraction = max(fraction, (time.monotonic() - started) / budget)
+            return fraction
+
+        with self.reporter.task("training", total_steps, completed=step) as advance:
+            while epoch < epochs and progress < 1.0:
+                model.train()
+                generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+                order = torch.randperm(len(data.train), generator=generator)
+                losses = []
+                for start in range(0, len(order), config.batch_size):
+                    index = order[start : start + config.batch_size]
+                    if len(index) < 2:
+                        continue  # batch norm needs two images
+                    pixels = data.train_pixels[index]
+                    images = torch.from_numpy(data.preprocessing.normalize(pixels))
+                    if augmentation is not None:
+                        images = augmentation(images, generator)
+                    for group in optimizer.param_groups:
+                        group["lr"] = one_cycle(current_progress(), config.learning_rate)
+                    log_probs = model(images.to(self.device))
+                    loss = model.loss(log_probs, data.train_targets[index].to(self.device),
+                                      data.train_lengths[index])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                    optimizer.step()
+                    losses.append(loss.item())
+                    step += 1
+                    advance(status=f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.3f}"
+                                   + (f" val {history[-1].get('val_sequence_accuracy', 0):.1%}"
+                                      if history else ""))
+                    progress = current_progress()
+                    if progress >= 1.0:
+                        break
+                epoch += 1
+                record = {"epoch": epoch, "step": step,
+                          "train_loss": float(np.mean(losses)) if losses else None,
+                          "lr": optimizer.param_groups[0]["lr"],
+                          "seconds": round(time.monotonic() - started, 2),
+                          **self._validate(model, data)}
+                history.append(record)
+                with (self.out_dir / METRICS_FILE).open("a" if epoch > 1 else "w") as stream:
+                    stream.write(json.dumps(record) + "\n")
+                score = (record.get("val_sequence_accuracy", 0.0), -(record.get("val_loss") or 0.0))
+                if not data.val or score > best["score"]:
+                    best = {"score": score, "epoch": epoch}
+                    save_model_file(self.out_dir / MODEL_FILE, state_to_numpy(model),
+                                    self._metadata(data, model, {}, epoch, 0.0))
+                self._save_checkpoint(checkpoint_path, model, optimizer, data, epoch, step,
+                                      time.monotonic() - started, history, best["score"])
+        minutes = (time.monotonic() - started) / 60
+        return self._finish(data, model, history, lengths, minutes)
+
+    def _save_checkpoint(self, path: Path, model, optimizer, data, epoch, step, elapsed,
+                         history, best_score) -> None:
+        tensors = {f"model.{k}": v for k, v in state_to_numpy(model).items()}
+        optimizer_tensors, groups = _optimizer_tensors(optimizer)
+        metadata = self._metadata(data, model, {}, epoch, elapsed / 60)
+        metadata["checkpoint"] = {"epoch": epoch, "step": step, "elapsed": elapsed,
+                                  "history": history, "best_score": list(best_score),
+                                  "param_groups": groups}
+        save_model_file(path, tensors | optimizer_tensors, metadata)
+
+    def _finish(self, data: PreparedData, model, history, lengths, minutes) -> TrainResult:
+        model_path = self.out_dir / MODEL_FILE
+        best = load_model_file(model_path)
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in best.tensors.items()})
+        metrics = self._final_metrics(model, data, lengths)
+        epoch = best.metadata["training"]["epochs"]
+        save_model_file(model_path, best.tensors,
+                        self._metadata(data, model, metrics, epoch, minutes))
+        plot_curves(history, self.out_dir / CURVES_FILE)
+        atomic_write_text(self.out_dir / "summary.json", json.dumps(
+            {"model": str(model_path), "best_epoch": epoch, "epochs_run": len(history),
+             "minutes": round(minutes, 2), **{f"val_{k}": v for k, v in metrics.items()}},
+            indent=2) + "\n")
+        return TrainResult(model_path, metrics, len(history), minutes, len(data.folder.bad))
+
+
+def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
+          log: Callable[[str], None] = print, show_progress: bool = True) -> TrainResult:
+    """Train a model on a labelled folder; writes model.safetensors, metrics.jsonl, curves.png."""
+    return Trainer(data_dir, out_dir, config or TrainConfig(), log, show_progress).run()

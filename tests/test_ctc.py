@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from captchalab.runtime import ctc
+
+
+def _log(probs) -> np.ndarray:
+    return np.log(np.asarray(probs, dtype=np.float64))
+
+
+def test_greedy_merges_repeats_and_drops_blanks():
+    # frames: a a _ a b b _   (classes: 0 blank, 1 a, 2 b)
+    best = [1, 1, 0, 1, 2, 2, 0]
+    probs = np.full((7, 3), 0.05)
+    probs[np.arange(7), best] = 0.9
+    assert ctc.greedy_decode(_log(probs)) == (1, 1, 2)
+
+
+def test_beam_search_beats_greedy_when_alignments_add_up():
+    # Each frame: blank 0.6, a 0.4. Greedy reads "" (p = 0.36) but
+    # P("a") = 0.4*0.6 + 0.6*0.4 + 0.4*0.4 = 0.64.
+    log_probs = _log([[0.6, 0.4], [0.6, 0.4]])
+    assert ctc.greedy_decode(log_probs) == ()
+    assert ctc.prefix_beam_search(log_probs, beam_width=4) == (1,)
+    assert np.isclose(np.exp(ctc.sequence_log_prob(log_probs, (1,))), 0.64)
+    assert np.isclose(np.exp(ctc.sequence_log_prob(log_probs, ())), 0.36)
+
+
+def test_sequence_probabilities_sum_to_one_over_all_labellings():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=3)  # 3 frames, blank + 2 symbols
+    log_probs = _log(probs)
+    labellings = [()] + [(a,) for a in (1, 2)] + [(a, b) for a in (1, 2) for b in (1, 2)]
+    labellings += [(a, b, c) for a in (1, 2) for b in (1, 2) for c in (1, 2) if a != b and b != c]
+    total = sum(np.exp(ctc.sequence_log_prob(log_probs, seq)) for seq in labellings)
+    assert np.isclose(total, 1.0)
+
+
+def test_fixed_length_beam_prefers_a_labelling_of_that_length():
+    # Unconstrained best is "a" (one symbol) but with length=2 the decoder must return two.
+    probs = [[0.1, 0.8, 0.1], [0.5, 0.45, 0.05], [0.2, 0.7, 0.1]]
+    log_probs = _log(probs)
+    assert len(ctc.prefix_beam_search(log_probs, beam_width=8)) == 1
+    assert ctc.prefix_beam_search(log_probs, beam_width=8, length=2) == (1, 1)
+
+
+def test_alignment_and_confidences_point_at_the_right_frames():
+    best = [0, 1, 1, 0, 0, 2, 0]
+    probs = np.full((7, 3), 0.05)
+    probs[np.arange(7), best] = 0.9
+    probs[2, 1] = 0.8
+    probs[2, 0] = 0.15
+    decoded = ctc.describe(_log(probs), (1, 2))
+    assert decoded.frames == (1, 5)
+    assert decoded.char_confidences == pytest.approx((0.9, 0.9))
+    assert 0.5 < decoded.confidence <= 1.0
+    assert ctc.align(_log(probs), (1, 2)) == [[1, 2], [5]]
+
+
+def test_decode_batch_methods_and_bad_method():
+    log_probs = _log([[[0.6, 0.4], [0.6, 0.4]]])
+    assert ctc.decode_batch(log_probs, "greedy")[0].labels == ()
+    assert ctc.decode_batch(log_probs, "beam")[0].labels == (1,)
+    with pytest.raises(ValueError, match="unknown CTC decoding"):
+        ctc.decode_batch(log_probs, "viterbi")

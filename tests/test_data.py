@@ -1,0 +1,121 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captchalab.data import (
+    Alphabet,
+    DatasetError,
+    Preprocessing,
+    label_from_filename,
+    read_labelled_folder,
+    split_samples,
+)
+
+
+def _image(path: Path, size=(60, 20), colour=(200, 30, 30)) -> Path:
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("226md.png", "226md"), ("226md_3.png", "226md"), ("ab_12.jpeg", "ab"),
+     ("a_b.png", "a_b"), ("x_1_2.gif", "x_1"), ("2024.bmp", "2024")],
+)
+def test_label_from_filename(name, label):
+    assert label_from_filename(name) == label
+
+
+def test_alphabet_inferred_sorted_and_encoding_round_trips():
+    alphabet = Alphabet.from_labels(["cab", "bd"])
+    assert alphabet.symbols == "abcd"
+    assert alphabet.num_classes == 5
+    assert alphabet.encode("dab") == [4, 1, 2]
+    assert alphabet.decode([4, 0, 1, 2]) == "dab"
+    with pytest.raises(ValueError, match="outside the alphabet"):
+        alphabet.encode("abz")
+    with pytest.raises(ValueError, match="repeats"):
+        Alphabet("aab")
+
+
+def test_folder_labels_from_names_and_case_folding(tmp_path):
+    for name in ("AbC.png", "abd_2.jpg", "xyz.webp", "notes.txt"):
+        if name.endswith(".txt"):
+            (tmp_path / name).write_text("not an image")
+        else:
+            _image(tmp_path / name)
+    folder = read_labelled_folder(tmp_path)
+    assert sorted(folder.labels) == ["AbC", "abd", "xyz"]
+    assert folder.alphabet.symbols == "ACabdxyz"
+    folded = read_labelled_folder(tmp_path, case_insensitive=True)
+    assert sorted(folded.labels) == ["abc", "abd", "xyz"]
+    assert folded.alphabet.symbols == "abcdxyz"
+
+
+def test_folder_labels_from_csv_file(tmp_path):
+    _image(tmp_path / "0001.png")
+    _image(tmp_path / "0002.png")
+    (tmp_path / "labels.csv").write_text("filename,label\n0001.png,k3x\n0002.png,77a\n")
+    folder = read_labelled_folder(tmp_path)
+    assert {s.path.name: s.label for s in folder.samples} == {"0001.png": "k3x", "0002.png": "77a"}
+
+
+def test_bad_files_named_in_one_message_and_skippable(tmp_path):
+    _image(tmp_path / "good1.png")
+    _image(tmp_path / "good2.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    _image(tmp_path / "bad!.png")
+    folder = read_labelled_folder(tmp_path, alphabet="abcdegmnlo0123456789")
+    assert len(folder.samples) == 2
+    with pytest.raises(DatasetError) as raised:
+        folder.raise_if_bad()
+    message = str(raised.value)
+    assert "\n" not in message
+    for name in ("empty.png", "broken.jpg", "bad!.png", "--skip-bad"):
+        assert name in message
+    folder.raise_if_bad(skip_bad=True)  # no error when skipping
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="not a folder"):
+        read_labelled_folder(tmp_path / "nowhere")
+
+
+def test_split_is_deterministic_and_independent_of_order(tmp_path):
+    for i in range(50):
+        _image(tmp_path / f"{i:03d}ab.png", size=(30, 10))
+    samples = read_labelled_folder(tmp_path).samples
+    train_a, val_a = split_samples(samples, 0.1, seed=0)
+    train_b, val_b = split_samples(list(reversed(samples)), 0.1, seed=0)
+    assert [s.path for s in val_a] == [s.path for s in val_b]
+    assert len(val_a) == 5 and len(train_a) == 45
+    assert not {s.path for s in train_a} & {s.path for s in val_a}
+    _, val_other = split_samples(samples, 0.1, seed=1)
+    assert [s.path for s in val_other] != [s.path for s in val_a]
+
+
+def test_preprocessing_same_array_from_every_input_kind(tmp_path):
+    path = tmp_path / "x.png"
+    rgba = np.zeros((20, 60, 4), dtype=np.uint8)
+    rgba[:, :30] = (255, 0, 0, 255)  # opaque red left half, transparent right half
+    Image.fromarray(rgba).save(path)
+    pre = Preprocessing(height=16, width=48)
+    from_path = pre.load(path)
+    assert from_path.shape == (16, 48) and from_path.dtype == np.uint8
+    assert np.array_equal(from_path, pre.load(path.read_bytes()))
+    assert np.array_equal(from_path, pre.load(Image.open(path)))
+    assert np.array_equal(from_path, pre.load(rgba))
+    # transparent pixels become the white background, red becomes its grey level
+    assert from_path[8, 40] == 255 and from_path[8, 5] == 76
+    batch = pre([path, path])
+    assert batch.shape == (2, 1, 16, 48) and batch.dtype == np.float32
+    assert np.allclose(batch[0, 0, 8, 40], (1.0 - pre.mean) / pre.std)
+
+
+def test_preprocessing_fit_keeps_aspect_and_round_trips():
+    pre = Preprocessing.fit([(200, 50), (200, 50), (190, 50)], height=32)
+    assert pre.height == 32 and pre.width == 128
+    assert Preprocessing.from_dict(pre.to_dict()) == pre
