@@ -32,7 +32,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="folder of labelled images")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--model", default=defaults.model, help="model family (default: %(default)s)")
-    p.add_argument("--epochs", type=int, help="epochs (default: about 4000 steps' worth)")
+    p.add_argument("--epochs", type=int, help="epochs (default: about 3000 optimiser steps' worth)")
     p.add_argument("--max-minutes", type=float,
                    help="time budget; the learning-rate schedule is fitted into it")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)

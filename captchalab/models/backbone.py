@@ -27,7 +27,7 @@ class Backbone(nn.Module):
 
     reduction = (16, 4)  # (height, width) downsampling factors
 
-    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 192)) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.out_channels = w4

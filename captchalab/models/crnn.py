@@ -25,9 +25,9 @@ class CRNN(nn.Module):
         num_classes: int,
         height: int,
         width: int,
-        hidden: int = 128,
+        hidden: int = 96,
         dropout: float = 0.2,
-        widths: tuple[int, int, int, int] = (32, 64, 128, 192),
+        widths: tuple[int, int, int, int] = (16, 32, 64, 128),
     ) -> None:
         super().__init__()
         self.config = dict(num_classes=num_classes, height=height, width=width, hidden=hidden,

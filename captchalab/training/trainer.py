@@ -36,7 +36,7 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
-TARGET_STEPS = 4000  # default schedule length when --epochs is not given
+TARGET_STEPS = 3000  # default schedule length when --epochs is not given
 
 
 @dataclass
@@ -102,8 +102,13 @@ def prepare_data(
     folder: LabelledFolder, config: TrainConfig, reporter: ProgressReporter,
     preprocessing: Preprocessing | None = None,
 ) -> PreparedData:
-    """Split, fit the preprocessing on the training images and load every image once."""
+    """Split, fit the preprocessing on the training images and load every image once.
+
+    A given ``preprocessing`` (when resuming) is used as it is; otherwise its size and
+    normalisation statistics are fitted to the training images.
+    """
     train, val = split_samples(folder.samples, config.val_split, config.seed)
+    fitted = preprocessing is None
     if preprocessing is None:
         preprocessing = Preprocessing.fit([s.size for s in train], config.height)
     with reporter.task("loading images", len(train) + len(val)) as advance:
@@ -116,7 +121,7 @@ def prepare_data(
             return np.stack(arrays) if arrays else np.zeros(shape, np.uint8)
 
         train_pixels, val_pixels = load(train), load(val)
-    if "mean" not in (config.model_options or {}):
+    if fitted:
         preprocessing = preprocessing.with_statistics(train_pixels)
     alphabet = folder.alphabet
     train_targets, train_lengths = encode_labels([s.label for s in train], alphabet)
@@ -251,8 +256,6 @@ class Trainer:
                                      "start a new run without --resume")
             preprocessing = Preprocessing.from_dict(resumed.metadata["preprocessing"])
         data = prepare_data(folder, config, self.reporter, preprocessing)
-        if resumed is not None:
-            data.preprocessing = preprocessing
         lengths = sorted({len(s.label) for s in data.train})
         model = build(config.model, num_classes=data.alphabet.num_classes,
                       height=data.preprocessing.height, width=data.preprocessing.width,

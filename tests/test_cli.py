@@ -1,0 +1,93 @@
+"""The command line: outputs, exit codes and one-line errors."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from captchalab.cli import main
+
+
+def test_evaluate_json_has_the_promised_keys(trained_model, rings_test, tmp_path, capsys):
+    assert main(["evaluate", str(trained_model), str(rings_test), "--json",
+                 "--report", str(tmp_path / "report")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for key in ("sequence_accuracy", "char_accuracy", "cer", "count", "images_per_second"):
+        assert key in metrics
+    assert metrics["count"] == 150
+    rows = (tmp_path / "report" / "errors.csv").read_text().splitlines()
+    assert rows[0] == "path,truth,prediction,confidence"
+    assert len(rows) - 1 == round((1 - metrics["sequence_accuracy"]) * 150)
+    assert (tmp_path / "report" / "errors.png").is_file()
+
+
+def test_predict_reports_bad_files_and_reads_the_rest(trained_model, rings_test, tmp_path,
+                                                      capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted(rings_test.glob("*.png"))[:3]
+    for path in good:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.png").write_bytes(b"not a png")
+    code = main(["predict", str(trained_model), str(folder), str(tmp_path / "missing.png")])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        name, text, confidence = line.split("\t")
+        assert len(text) == 6 and 0.0 <= float(confidence) <= 1.0
+    assert "broken.png" in captured.err and "missing.png" in captured.err
+
+
+def test_predict_json_lines_and_stdin(trained_model, rings_test, capsys, monkeypatch):
+    import io
+
+    path = sorted(rings_test.glob("*.png"))[0]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    assert main(["predict", str(trained_model), "-", str(path), "--json"]) == 0
+    first, second = (json.loads(x) for x in capsys.readouterr().out.splitlines())
+    assert first["path"] == "-" and second["path"] == str(path)
+    assert first["text"] == second["text"]
+    assert len(first["char_confidences"]) == len(first["text"])
+
+
+def test_train_on_bad_folder_names_the_files(tmp_path, capsys):
+    for i in range(4):
+        Image.new("L", (40, 16), 255).save(tmp_path / f"ab{i}.png")
+    (tmp_path / "zz.png").write_bytes(b"")
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "zz.png (empty file)" in err and "--skip-bad" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_train_with_skip_bad_says_how_many(tmp_path, capsys):
+    for i in range(6):
+        Image.new("L", (40, 16), 255).save(tmp_path / f"ab{i}.png")
+    (tmp_path / "zz.png").write_bytes(b"")
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--skip-bad", "--quiet"])
+    assert code == 0 and "skipped 1 bad file(s) of 7" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "nowhere.safetensors", "."], "no such model file"),
+    (["train", "no/such/folder", "--out", "x"], "not a folder"),
+    (["generate", "nonsense", "--count", "3", "--out", "x"], "unknown captcha scheme"),
+])
+def test_fatal_errors_are_one_line_with_exit_code_1(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_help_explains_each_command(capsys):
+    for command in ("train", "evaluate", "predict", "generate"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+    assert "--max-minutes" in capsys.readouterr().out
