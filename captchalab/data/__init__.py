@@ -1,0 +1,28 @@
+"""Data: labelled folders, alphabets, splits and the one preprocessing definition (torch-free)."""
+
+from captchalab.data.alphabet import Alphabet
+from captchalab.data.dataset import (
+    IMAGE_SUFFIXES,
+    BadFile,
+    DatasetError,
+    LabelledFolder,
+    Sample,
+    label_from_filename,
+    read_labelled_folder,
+    split_samples,
+)
+from captchalab.data.preprocess import Preprocessing, to_grey
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Alphabet",
+    "BadFile",
+    "DatasetError",
+    "LabelledFolder",
+    "Preprocessing",
+    "Sample",
+    "label_from_filename",
+    "read_labelled_folder",
+    "split_samples",
+    "to_grey",
+]

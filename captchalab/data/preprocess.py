@@ -1,0 +1,109 @@
+"""The one preprocessing definition: colour -> grey, resize, normalise.
+
+Training, evaluation, prediction (and every later runtime) call this module and nothing
+else, with the parameters stored in the model file, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+ImageInput = Union[str, Path, bytes, bytearray, Image.Image, np.ndarray]
+
+DEFAULT_HEIGHT = 32
+_WIDTH_MULTIPLE = 4
+
+
+def open_image(source: ImageInput) -> Image.Image:
+    """A PIL image from a path, encoded bytes, a PIL image or a uint8/float numpy array."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(bytes(source)))
+        image.load()
+        return image
+    if isinstance(source, (str, Path)):
+        with Image.open(source) as image:
+            image.load()
+            return image
+    if isinstance(source, np.ndarray):
+        array = source
+        if array.dtype != np.uint8:
+            scale = 255.0 if array.size and float(np.nanmax(array)) <= 1.0 else 1.0
+            array = np.clip(np.nan_to_num(array.astype(np.float32)) * scale, 0, 255)
+            array = array.astype(np.uint8)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+            raise ValueError(f"expected an HxW, HxWx3 or HxWx4 array, got shape {array.shape}")
+        return Image.fromarray(array)
+    raise TypeError(f"cannot read an image from {type(source).__name__}")
+
+
+def to_grey(image: Image.Image, background: int = 255) -> Image.Image:
+    """Grey ('L') image; transparent pixels are laid over a plain ``background``."""
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        base = Image.new("RGBA", image.size, (background, background, background, 255))
+        image = Image.alpha_composite(base, image.convert("RGBA"))
+    return image.convert("L")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Grey, resize to ``height`` x ``width``, then ``(pixel / 255 - mean) / std``."""
+
+    height: int = DEFAULT_HEIGHT
+    width: int = 128
+    mean: float = 0.5
+    std: float = 0.5
+    background: int = 255
+
+    @classmethod
+    def fit(
+        cls, sizes: Sequence[tuple[int, int]], height: int = DEFAULT_HEIGHT
+    ) -> Preprocessing:
+        """Pick the width that keeps the median aspect ratio of ``(width, height)`` sizes."""
+        if not sizes:
+            raise ValueError("no image sizes to fit the preprocessing to")
+        aspect = float(np.median([w / h for w, h in sizes]))
+        width = int(round(aspect * height / _WIDTH_MULTIPLE)) * _WIDTH_MULTIPLE
+        return cls(height=height, width=max(_WIDTH_MULTIPLE * 4, width))
+
+    def with_statistics(self, pixels: np.ndarray) -> Preprocessing:
+        """A copy whose mean/std are measured on ``pixels`` (uint8 arrays from :meth:`load`)."""
+        values = pixels.astype(np.float32) / 255.0
+        return Preprocessing(self.height, self.width, round(float(values.mean()), 6),
+                             round(max(float(values.std()), 1e-3), 6), self.background)
+
+    def load(self, source: ImageInput) -> np.ndarray:
+        """One image as a ``(height, width)`` uint8 array: grey and resized."""
+        grey = to_grey(open_image(source), self.background)
+        if grey.size != (self.width, self.height):
+            grey = grey.resize((self.width, self.height), Image.Resampling.BILINEAR)
+        return np.asarray(grey, dtype=np.uint8)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, H, W)`` uint8 -> ``(N, 1, H, W)`` float32 model input."""
+        values = pixels.astype(np.float32) * np.float32(1.0 / 255.0)
+        values = (values - np.float32(self.mean)) / np.float32(self.std)
+        return values[:, None, :, :]
+
+    def __call__(self, sources: Iterable[ImageInput]) -> np.ndarray:
+        """A normalised ``(N, 1, H, W)`` float32 batch ready for the network."""
+        return self.normalize(np.stack([self.load(s) for s in sources]))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Preprocessing:
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
