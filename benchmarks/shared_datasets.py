@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -109,10 +110,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = [run_dataset(name, args.out, args.ddddocr_python, args.extra)
             for name in args.datasets.split(",")]
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                         f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-              "rows": rows}
+              "machine": machine, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(rows))

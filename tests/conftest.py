@@ -8,8 +8,6 @@ import pytest
 
 from captchalab.generators import generate
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
 
 @pytest.fixture(scope="session")
 def rings_train(tmp_path_factory) -> Path:

@@ -29,8 +29,8 @@ def test_training_writes_metrics_curves_and_metadata(trained_model):
 
 
 def test_every_input_kind_gives_the_same_prediction(trained_model, rings_test):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     recognizer = Recognizer.load(trained_model)
     path = read_labelled_folder(rings_test).samples[0].path

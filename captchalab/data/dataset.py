@@ -68,7 +68,9 @@ class LabelledFolder:
             detail = f"; {describe_bad(self.bad)}" if self.bad else ""
             raise DatasetError(f"{self.root}: no usable labelled images{detail}")
         if self.bad and not skip_bad:
-            raise DatasetError(f"{self.root}: {describe_bad(self.bad)}; fix them or pass --skip-bad")
+            raise DatasetError(
+                f"{self.root}: {describe_bad(self.bad)}; fix them or pass --skip-bad"
+            )
 
 
 def describe_bad(bad: Sequence[BadFile], limit: int = 8) -> str:
@@ -142,7 +144,10 @@ def read_labelled_folder(
     bad = [BadFile(root / name, "listed in the label file but missing") for name in missing]
     digest = hashlib.sha256()
     for path in files:
-        label = label_table[path.name] if label_table is not None else label_from_filename(path.name)
+        if label_table is not None:
+            label = label_table[path.name]
+        else:
+            label = label_from_filename(path.name)
         if case_insensitive:
             label = label.lower()
         data = path.read_bytes()
