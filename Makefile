@@ -17,7 +17,7 @@ install: $(BIN)/captchalab
 demo: install
 	$(BIN)/captchalab generate rings --count 2000 --out $(DEMO)/train --seed 1
 	$(BIN)/captchalab generate rings --count 1000 --out $(DEMO)/test --seed 2
-	$(BIN)/captchalab train $(DEMO)/train --out $(DEMO)/model --max-minutes 8
+	$(BIN)/captchalab train $(DEMO)/train --out $(DEMO)/model --max-minutes 8 --overwrite
 	$(BIN)/captchalab evaluate $(DEMO)/model/model.safetensors $(DEMO)/test
 
 test: install

@@ -56,8 +56,8 @@ def images_per_second(recognizer: Recognizer, paths: list[Path], repeats: int = 
 def run_dataset(name: str, out: Path, ddddocr_python: str | None, extra: list[str]) -> dict:
     data = SHARED / name / "images"
     run_dir = out / name
-    command = [sys.executable, "-m", "captchalab.cli", "train", str(data), "--out", str(run_dir),
-               "--quiet", *extra]
+    arguments = ["train", str(data), "--out", str(run_dir), *extra]
+    command = [sys.executable, "-m", "captchalab.cli", *arguments, "--quiet", "--overwrite"]
     started = time.perf_counter()
     subprocess.run(command, check=True)
     minutes = (time.perf_counter() - started) / 60
@@ -76,7 +76,7 @@ def run_dataset(name: str, out: Path, ddddocr_python: str | None, extra: list[st
         "train_minutes": round(minutes, 2),
         "model_mb": round(model_path.stat().st_size / 1e6, 2),
         "cpu_images_per_second": round(images_per_second(recognizer, paths), 1),
-        "command": " ".join(["captchalab", *command[3:-1], *extra]),
+        "command": " ".join(["captchalab", *arguments]),
     }
     if ddddocr_python:
         guesses = ddddocr_predictions(ddddocr_python, paths)

@@ -47,6 +47,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--case-insensitive", action="store_true", help="fold labels to lower case")
     p.add_argument("--skip-bad", action="store_true", help="train on the good files, skip bad ones")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a model already in OUT (without it, an existing model is kept)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -120,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, learning_rate=args.lr, val_split=args.val_split,
         seed=args.seed, device=args.device, height=args.height, alphabet=args.alphabet,
         case_insensitive=args.case_insensitive, skip_bad=args.skip_bad, resume=args.resume,
-        augment=not args.no_augment)
+        overwrite=args.overwrite, augment=not args.no_augment)
     result = train(args.data, args.out, config, log=_stderr, show_progress=not args.quiet)
     metrics = result.metrics
     if metrics:

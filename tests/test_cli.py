@@ -91,3 +91,17 @@ def test_help_explains_each_command(capsys):
             main([command, "--help"])
         assert exited.value.code == 0
     assert "--max-minutes" in capsys.readouterr().out
+
+
+def test_train_keeps_an_existing_model_unless_told(tmp_path, capsys):
+    for i in range(6):
+        Image.new("L", (40, 16), 255).save(tmp_path / f"ab{i}.png")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"precious")
+    argv = ["train", str(tmp_path), "--out", str(run), "--epochs", "1", "--quiet"]
+    assert main(argv) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run / "model.safetensors").read_bytes() == b"precious"
+    assert main([*argv, "--overwrite"]) == 0
+    assert (run / "model.safetensors").read_bytes() != b"precious"

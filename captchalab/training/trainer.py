@@ -57,6 +57,7 @@ class TrainConfig:
     case_insensitive: bool = False
     skip_bad: bool = False
     resume: bool = False
+    overwrite: bool = False  # replace a model already in the output folder
     augment: bool = True
     decoding: str = "beam"
     beam_width: int = 8
@@ -243,6 +244,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         checkpoint_path = self.out_dir / CHECKPOINT_FILE
+        existing = self.out_dir / MODEL_FILE
+        if existing.exists() and not (config.resume or config.overwrite):
+            raise ModelFileError(f"{existing}: already exists; pass --resume to continue that "
+                                 "run or --overwrite to replace it")
         resumed = None
         if config.resume:
             if not checkpoint_path.is_file():
