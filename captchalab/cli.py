@@ -186,7 +186,7 @@ def run_predict(args: argparse.Namespace) -> int:
         pixels = np.stack([array for _, array in pending])
         for (name, _), prediction in zip(pending, recognizer.predict_pixels(pixels, settings)):
             if args.json:
-                print(json.dumps({"path": name, **prediction.to_dict()}), flush=False)
+                print(json.dumps({"path": name, **prediction.to_dict()}))
             else:
                 print(f"{name}\t{prediction.text}\t{prediction.confidence:.4f}")
         pending.clear()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+DEFAULT_WIDTHS = (16, 32, 64, 128)  # channels of the four stages
+
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
@@ -27,7 +29,7 @@ class Backbone(nn.Module):
 
     reduction = (16, 4)  # (height, width) downsampling factors
 
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = DEFAULT_WIDTHS) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.out_channels = w4

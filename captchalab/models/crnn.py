@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from captchalab.models.backbone import Backbone
+from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone
 from captchalab.models.registry import register
 
 
@@ -27,7 +27,7 @@ class CRNN(nn.Module):
         width: int,
         hidden: int = 96,
         dropout: float = 0.2,
-        widths: tuple[int, int, int, int] = (16, 32, 64, 128),
+        widths: tuple[int, int, int, int] = DEFAULT_WIDTHS,
     ) -> None:
         super().__init__()
         self.config = dict(num_classes=num_classes, height=height, width=width, hidden=hidden,

@@ -26,6 +26,7 @@ from captchalab.fileio import atomic_write_text
 from captchalab.models import build
 from captchalab.runtime import ctc
 from captchalab.runtime.artifact import ModelFileError, load_model_file, save_model_file
+from captchalab.runtime.recognizer import DecodingSettings
 from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
 from captchalab.training.augment import Augmentation
 from captchalab.training.plots import plot_curves
@@ -88,6 +89,10 @@ class PreparedData:
     train_lengths: torch.Tensor
     val_targets: torch.Tensor
     val_lengths: torch.Tensor
+
+    @property
+    def label_lengths(self) -> list[int]:
+        return sorted({len(s.label) for s in self.train})
 
 
 def encode_labels(labels: list[str], alphabet: Alphabet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,20 +180,21 @@ class Trainer:
         epochs = self.config.epochs or int(np.clip(round(TARGET_STEPS / steps_per_epoch), 15, 300))
         return epochs, epochs * steps_per_epoch
 
+    def _decoding(self, data: PreparedData) -> DecodingSettings:
+        """The decoder the model file will use (fixed length when all labels share one)."""
+        lengths = data.label_lengths
+        return DecodingSettings(self.config.decoding, self.config.beam_width,
+                                lengths[0] if len(lengths) == 1 else None)
+
     def _metadata(self, data: PreparedData, model: torch.nn.Module, metrics: dict,
                   epoch: int, minutes: float) -> dict:
-        lengths = sorted({len(s.label) for s in data.train})
         return {
             "family": model.family,
             "config": model.config,
             "alphabet": data.alphabet.symbols,
             "preprocessing": data.preprocessing.to_dict(),
-            "label_lengths": lengths,
-            "decoding": {
-                "method": self.config.decoding,
-                "beam_width": self.config.beam_width,
-                "length": lengths[0] if len(lengths) == 1 else None,
-            },
+            "label_lengths": data.label_lengths,
+            "decoding": asdict(self._decoding(data)),
             "metrics": metrics,
             "data": {
                 "folder": self.data_dir.name,
@@ -205,36 +211,35 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.inference_mode()
+    def _val_log_probs(self, model: torch.nn.Module, data: PreparedData,
+                       chunk: int = 256) -> torch.Tensor:
+        """Network output on every validation image, in evaluation mode."""
+        model.eval()
+        outputs = [model(torch.from_numpy(data.preprocessing.normalize(
+                       data.val_pixels[start : start + chunk])).to(self.device)).float().cpu()
+                   for start in range(0, len(data.val), chunk)]
+        return torch.cat(outputs)
+
     def _validate(self, model: torch.nn.Module, data: PreparedData) -> dict:
+        """Per-epoch validation: loss and greedy-decoded accuracy (fast)."""
         if not len(data.val):
             return {}
-        model.eval()
-        truths = [s.label for s in data.val]
-        predictions, losses = [], []
-        for start in range(0, len(data.val), 256):
-            stop = start + 256
-            batch = torch.from_numpy(data.preprocessing.normalize(data.val_pixels[start:stop]))
-            log_probs = model(batch.to(self.device))
-            losses.append(float(model.loss(log_probs, data.val_targets[start:stop].to(self.device),
-                                           data.val_lengths[start:stop])) * len(batch))
-            for item in log_probs.float().cpu().numpy():
-                predictions.append(data.alphabet.decode(ctc.greedy_decode(item)))
-        metrics = text_metrics(truths, predictions)
-        return {"val_loss": sum(losses) / len(truths),
+        log_probs = self._val_log_probs(model, data)
+        with torch.inference_mode():
+            loss = float(model.loss(log_probs, data.val_targets, data.val_lengths))
+        predictions = [data.alphabet.decode(ctc.greedy_decode(item)) for item in log_probs.numpy()]
+        metrics = text_metrics([s.label for s in data.val], predictions)
+        return {"val_loss": loss,
                 "val_sequence_accuracy": metrics["sequence_accuracy"],
                 "val_char_accuracy": metrics["char_accuracy"]}
 
-    def _final_metrics(self, model: torch.nn.Module, data: PreparedData,
-                       lengths: list[int]) -> dict:
+    def _final_metrics(self, model: torch.nn.Module, data: PreparedData) -> dict:
         """Validation metrics with the decoder the model file will use."""
         if not len(data.val):
             return {}
-        model.eval()
-        with torch.inference_mode():
-            batch = torch.from_numpy(data.preprocessing.normalize(data.val_pixels))
-            log_probs = model(batch.to(self.device)).float().cpu().numpy()
-        length = lengths[0] if len(lengths) == 1 else None
-        decoded = ctc.decode_batch(log_probs, self.config.decoding, self.config.beam_width, length)
+        settings = self._decoding(data)
+        decoded = ctc.decode_batch(self._val_log_probs(model, data).numpy(), settings.method,
+                                   settings.beam_width, settings.length)
         predictions = [data.alphabet.decode(d.labels) for d in decoded]
         return text_metrics([s.label for s in data.val], predictions)
 
@@ -261,7 +266,6 @@ class Trainer:
                                      "start a new run without --resume")
             preprocessing = Preprocessing.from_dict(resumed.metadata["preprocessing"])
         data = prepare_data(folder, config, self.reporter, preprocessing)
-        lengths = sorted({len(s.label) for s in data.train})
         model = build(config.model, num_classes=data.alphabet.num_classes,
                       height=data.preprocessing.height, width=data.preprocessing.width,
                       **config.model_options).to(self.device)
@@ -272,14 +276,14 @@ class Trainer:
         budget = config.max_minutes * 60 if config.max_minutes else None
 
         epoch, step, elapsed, history = 0, 0, 0.0, []
-        best: dict = {"score": (-1.0, float("-inf"))}
+        best_score = (-1.0, float("-inf"))
         if resumed is not None:
             state = resumed.metadata["checkpoint"]
             model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v))
                                    for k, v in resumed.tensors.items() if k.startswith("model.")})
             _restore_optimizer(optimizer, resumed.tensors, state["param_groups"])
             epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
-            history, best["score"] = state["history"], tuple(state["best_score"])
+            history, best_score = state["history"], tuple(state["best_score"])
             self.log(f"resuming at epoch {epoch + 1} of {epochs}")
 
         params = sum(p.numel() for p in model.parameters())
@@ -337,14 +341,14 @@ class Trainer:
                 with (self.out_dir / METRICS_FILE).open("a" if epoch > 1 else "w") as stream:
                     stream.write(json.dumps(record) + "\n")
                 score = (record.get("val_sequence_accuracy", 0.0), -(record.get("val_loss") or 0.0))
-                if not data.val or score > best["score"]:
-                    best = {"score": score, "epoch": epoch}
+                if not data.val or score > best_score:
+                    best_score = score
                     save_model_file(self.out_dir / MODEL_FILE, state_to_numpy(model),
                                     self._metadata(data, model, {}, epoch, 0.0))
                 self._save_checkpoint(checkpoint_path, model, optimizer, data, epoch, step,
-                                      time.monotonic() - started, history, best["score"])
+                                      time.monotonic() - started, history, best_score)
         minutes = (time.monotonic() - started) / 60
-        return self._finish(data, model, history, lengths, minutes)
+        return self._finish(data, model, history, minutes)
 
     def _save_checkpoint(self, path: Path, model, optimizer, data, epoch, step, elapsed,
                          history, best_score) -> None:
@@ -356,11 +360,11 @@ class Trainer:
                                   "param_groups": groups}
         save_model_file(path, tensors | optimizer_tensors, metadata)
 
-    def _finish(self, data: PreparedData, model, history, lengths, minutes) -> TrainResult:
+    def _finish(self, data: PreparedData, model, history, minutes) -> TrainResult:
         model_path = self.out_dir / MODEL_FILE
         best = load_model_file(model_path)
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in best.tensors.items()})
-        metrics = self._final_metrics(model, data, lengths)
+        metrics = self._final_metrics(model, data)
         epoch = best.metadata["training"]["epochs"]
         save_model_file(model_path, best.tensors,
                         self._metadata(data, model, metrics, epoch, minutes))
