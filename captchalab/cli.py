@@ -10,6 +10,7 @@ from pathlib import Path
 
 from captchalab import __version__
 from captchalab.data import IMAGE_SUFFIXES, DatasetError
+from captchalab.data.annotations import ANNOTATIONS_FILE
 from captchalab.runtime.artifact import ModelFileError
 
 EXIT_ERROR = 1
@@ -19,19 +20,26 @@ class CommandError(Exception):
     """A fatal problem reported to the user as one line."""
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    from captchalab.training.trainer import TrainConfig
+FAMILY_HELP = ("model family: crnn (CRNN + CTC, any length; default), multihead and "
+               "multihead-spatial (one softmax per position, fixed length), slice (one shared "
+               "classifier per slice, fixed length), heatmap (character-centre maps; needs "
+               "centres), multilabel (which characters are present, no order)")
 
-    defaults = TrainConfig()
-    p = commands.add_parser(
-        "train", help="train a recognizer on a folder of labelled captchas",
-        description="Train a recognizer on DATA, a folder of images named by their label "
-        "(226md.png, 226md_2.png) or listed in labels.csv/labels.txt. OUT receives "
-        "model.safetensors (the best model by validation accuracy), metrics.jsonl, curves.png "
-        "and a checkpoint for --resume.")
-    p.add_argument("data", type=Path, help="folder of labelled images")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--model", default=defaults.model, help="model family (default: %(default)s)")
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
+    """Options shared by ``train`` and ``compare``."""
     p.add_argument("--epochs", type=int, help="epochs (default: about 3000 optimiser steps' worth)")
     p.add_argument("--max-minutes", type=float,
                    help="time budget; the learning-rate schedule is fitted into it")
@@ -50,13 +58,55 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a model already in OUT (without it, an existing model is kept)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--slices", type=_numbers, metavar="X1,X2,...",
+                   help="slice family: boundaries in pixels of the original images "
+                   "(default: equal slices), e.g. 54,110,170,215,262")
+    p.add_argument("--centres", metavar="FILE",
+                   help=f"heatmap family: centres file (default: DATA/{ANNOTATIONS_FILE})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    from captchalab.training.trainer import TrainConfig
+
+    defaults = TrainConfig()
+    p = commands.add_parser(
+        "train", help="train a recognizer on a folder of labelled captchas",
+        description="Train a recognizer on DATA, a folder of images named by their label "
+        "(226md.png, 226md_2.png) or listed in labels.csv/labels.txt. OUT receives "
+        "model.safetensors (the best model by validation accuracy), metrics.jsonl, curves.png "
+        "and a checkpoint for --resume.")
+    p.add_argument("data", type=Path, help="folder of labelled images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--model", default=defaults.model, help=FAMILY_HELP)
+    _add_training_options(p, defaults)
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    from captchalab.evaluation.compare import DEFAULT_MODELS
+    from captchalab.training.trainer import TrainConfig
+
+    p = commands.add_parser(
+        "compare", help="train several model families on the same split and compare them",
+        description="Train each family in --models on DATA with the same split and budget, "
+        "then write OUT/compare.md, compare.json and compare.png: accuracy, character "
+        "accuracy, training time, parameters, file size and CPU images/s. Each model is kept "
+        "in OUT/<family>/. A heatmap on a folder without centres trains on centres derived "
+        "from the crnn's alignment.")
+    p.add_argument("data", type=Path, help="folder of labelled images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--models", type=_names, default=",".join(DEFAULT_MODELS),
+                   help="comma-separated families (default: %(default)s)")
+    _add_training_options(p, TrainConfig())
 
 
 def _add_decoding(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("greedy", "beam"),
-                   help="CTC decoding (default: the model file's setting)")
+                   help="CTC decoding, crnn only (default: the model file's setting)")
     p.add_argument("--beam-width", type=int, help="beam width for --decoder beam")
+    p.add_argument("--threshold", type=float,
+                   help="detection threshold, heatmap and multilabel only (default: the one "
+                   "tuned on the validation set)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
@@ -68,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"captchalab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_compare(commands)
 
     p = commands.add_parser(
         "evaluate", help="measure a model on a labelled folder",
@@ -100,37 +151,111 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = commands.add_parser(
+        "annotate-centres", help="derive character centres from string labels with a crnn",
+        description="Align each image's known label to the output frames of MODEL (a crnn) "
+        f"and write every character's centre to DATA/{ANNOTATIONS_FILE} (or --out), the file "
+        "the heatmap family trains on.")
+    p.add_argument("model", type=Path, help="crnn model file (.safetensors)")
+    p.add_argument("data", type=Path, help="folder of labelled images")
+    p.add_argument("--out", type=Path, help=f"annotations file (default: DATA/{ANNOTATIONS_FILE})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def _decoding(args: argparse.Namespace, recognizer):
+    """The model file's decoding settings with the user's overrides, checked against the family."""
     from dataclasses import replace
 
     settings = recognizer.decoding
+    decoder = recognizer.decoder
+    if (args.decoder or args.beam_width) and decoder.name != "ctc":
+        raise CommandError(f"{recognizer.path}: --decoder and --beam-width apply to CTC models "
+                           f"(crnn); this is a {recognizer.family} model")
+    if args.threshold is not None and not decoder.thresholded:
+        raise CommandError(f"{recognizer.path}: --threshold applies to heatmap and multilabel "
+                           f"models; this is a {recognizer.family} model")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.decoder:
         settings = replace(settings, method=args.decoder)
     if args.beam_width:
         settings = replace(settings, beam_width=args.beam_width)
+    if args.threshold is not None:
+        settings = replace(settings, threshold=args.threshold)
     return settings
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from captchalab.training import TrainConfig, train
+def _train_config(args: argparse.Namespace, model: str):
+    from captchalab.training import TrainConfig
 
-    config = TrainConfig(
-        model=args.model, epochs=args.epochs, max_minutes=args.max_minutes,
+    return TrainConfig(
+        model=model, epochs=args.epochs, max_minutes=args.max_minutes,
         batch_size=args.batch_size, learning_rate=args.lr, val_split=args.val_split,
         seed=args.seed, device=args.device, height=args.height, alphabet=args.alphabet,
         case_insensitive=args.case_insensitive, skip_bad=args.skip_bad, resume=args.resume,
-        overwrite=args.overwrite, augment=not args.no_augment)
+        overwrite=args.overwrite, augment=not args.no_augment, centres=args.centres,
+        model_options={"slices": args.slices} if args.slices else {})
+
+
+def describe_metrics(metrics: dict) -> str:
+    """One line for validation or evaluation metrics, whichever family produced them."""
+    if "exact_set_accuracy" in metrics:
+        return (f"{metrics['exact_set_accuracy']:.2%} exact character sets, "
+                f"{metrics['per_label_accuracy']:.2%} of presence labels")
+    return (f"{metrics['sequence_accuracy']:.2%} of captchas, "
+            f"{metrics['char_accuracy']:.2%} of characters")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from captchalab.models import family_class
+    from captchalab.training import train
+
+    if args.slices and args.model != "slice":
+        raise CommandError("--slices applies to --model slice")
+    if args.centres and not family_class(args.model).needs_centres:
+        raise CommandError("--centres applies to --model heatmap")
+    config = _train_config(args, args.model)
     result = train(args.data, args.out, config, log=_stderr, show_progress=not args.quiet)
     metrics = result.metrics
     if metrics:
-        print(f"validation: {metrics['sequence_accuracy']:.2%} of captchas, "
-              f"{metrics['char_accuracy']:.2%} of characters ({metrics['count']} images); "
+        print(f"validation: {describe_metrics(metrics)} ({metrics['count']} images); "
               f"{result.epochs} epochs in {result.minutes:.1f} min -> {result.model_path}")
     else:
         print(f"{result.epochs} epochs in {result.minutes:.1f} min -> {result.model_path}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from captchalab.evaluation.compare import compare
+
+    if args.resume:
+        raise CommandError("compare trains every model afresh; --resume does not apply")
+    if (args.out / "compare.json").exists() and not args.overwrite:
+        raise CommandError(f"{args.out / 'compare.json'}: already exists; pass --overwrite to "
+                           "train and compare again")
+    entries = compare(args.data, args.out, args.models, _train_config(args, args.models[0]),
+                      log=_stderr, show_progress=not args.quiet)
+    print((args.out / "compare.md").read_text(encoding="utf-8"), end="")
+    return EXIT_ERROR if all(e.error for e in entries) else 0
+
+
+def run_annotate_centres(args: argparse.Namespace) -> int:
+    from captchalab.runtime import Recognizer
+    from captchalab.runtime.centres import annotate_centres
+    from captchalab.training.progress import ProgressReporter
+
+    recognizer = Recognizer.load(args.model, device=args.device)
+    with ProgressReporter(not args.quiet).task("aligning", None) as advance:
+        result = annotate_centres(recognizer, args.data, args.out, args.overwrite,
+                                  skip_bad=args.skip_bad, advance=advance)
+    skipped = f", skipped {result.skipped} too long for the model" if result.skipped else ""
+    print(f"wrote centres for {result.written} images to {result.path} (mean label "
+          f"probability {result.mean_label_probability:.2f}{skipped})")
     return 0
 
 
@@ -146,6 +271,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     m = result.metrics
     if args.json:
         print(json.dumps(m))
+    elif "exact_set_accuracy" in m:
+        print(f"exact-set accuracy {m['exact_set_accuracy']:.2%}  per-label accuracy "
+              f"{m['per_label_accuracy']:.2%}  images {m['count']}  "
+              f"{m['images_per_second']:.0f} images/s  (multilabel: order not read)")
     else:
         print(f"sequence accuracy {m['sequence_accuracy']:.2%}  character accuracy "
               f"{m['char_accuracy']:.2%}  CER {m['cer']:.4f}  images {m['count']}  "
@@ -177,6 +306,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     recognizer = Recognizer.load(args.model, device=args.device)
     settings = _decoding(args, recognizer)
+    if not recognizer.ordered and not args.json:
+        _stderr(f"captchalab: note: {recognizer.family} models tell which characters are "
+                "present, not their order; printing each present character with its probability")
     failed = 0
     pending: list[tuple[str, np.ndarray]] = []
 
@@ -187,8 +319,12 @@ def run_predict(args: argparse.Namespace) -> int:
         for (name, _), prediction in zip(pending, recognizer.predict_pixels(pixels, settings)):
             if args.json:
                 print(json.dumps({"path": name, **prediction.to_dict()}))
-            else:
+            elif prediction.ordered:
                 print(f"{name}\t{prediction.text}\t{prediction.confidence:.4f}")
+            else:
+                present = " ".join(f"{c}:{p:.3f}" for c, p in
+                                   zip(prediction.characters, prediction.char_confidences))
+                print(f"{name}\t{{{present}}}\t{prediction.confidence:.4f}")
         pending.clear()
 
     for name, source in _expand(args.paths):
@@ -223,15 +359,16 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict,
-            "generate": run_generate}
+COMMANDS = {"train": run_train, "compare": run_compare, "evaluate": run_evaluate,
+            "predict": run_predict, "generate": run_generate,
+            "annotate-centres": run_annotate_centres}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (DatasetError, ModelFileError, FileNotFoundError, ValueError) as error:
+    except (CommandError, DatasetError, ModelFileError, OSError, ValueError) as error:
         _stderr(f"captchalab: error: {error}")
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captchalab.data import read_labelled_folder
-from captchalab.evaluation.metrics import text_metrics
+from captchalab.evaluation.metrics import is_right, reading_metrics
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
-from captchalab.runtime.recognizer import DecodingSettings, Prediction, Recognizer
+from captchalab.runtime.decoded import DecodingSettings
+from captchalab.runtime.recognizer import Prediction, Recognizer
 from captchalab.training.progress import ProgressReporter
 
 GALLERY_LIMIT = 48
@@ -27,7 +28,7 @@ class Evaluation:
     def mistakes(self) -> list[tuple[Path, str, Prediction]]:
         """Wrong readings, the most confident first (the most surprising mistakes)."""
         wrong = [(p, t, q) for p, t, q in zip(self.paths, self.truths, self.predictions)
-                 if t != q.text]
+                 if not is_right(t, q.characters, q.ordered)]
         return sorted(wrong, key=lambda row: -row[2].confidence)
 
 
@@ -49,7 +50,8 @@ def evaluate(recognizer: Recognizer, data_dir: str | Path, batch_size: int = 64,
                 advance()
     seconds = time.perf_counter() - started
     truths = folder.labels
-    metrics = text_metrics(truths, [p.text for p in predictions])
+    metrics = reading_metrics(truths, [p.characters for p in predictions], recognizer.ordered,
+                              recognizer.alphabet.symbols)
     metrics["images_per_second"] = round(len(paths) / seconds, 1) if seconds > 0 else 0.0
     metrics["skipped"] = len(folder.bad)
     return Evaluation(metrics, paths, truths, predictions)
@@ -63,7 +65,7 @@ def write_report(evaluation: Evaluation, report_dir: str | Path) -> Path:
     writer = csv.writer(buffer)
     writer.writerow(["path", "truth", "prediction", "confidence"])
     for path, truth, prediction in mistakes:
-        writer.writerow([str(path), truth, prediction.text, f"{prediction.confidence:.4f}"])
+        writer.writerow([str(path), truth, prediction.characters, f"{prediction.confidence:.4f}"])
     atomic_write_text(report_dir / "errors.csv", buffer.getvalue())
     atomic_write_bytes(report_dir / "errors.png", _gallery(mistakes[:GALLERY_LIMIT]))
     return report_dir
@@ -88,7 +90,8 @@ def _gallery(rows: list[tuple[Path, str, Prediction]]) -> bytes:
     for axis, (path, truth, prediction) in zip(axes.flat, rows):
         with Image.open(path) as image:
             axis.imshow(image.convert("RGB"))
-        axis.set_title(f"{truth} -> {prediction.text} ({prediction.confidence:.2f})", fontsize=9,
+        axis.set_title(f"{truth} -> {prediction.characters} ({prediction.confidence:.2f})",
+                       fontsize=9,
                        color="firebrick")
     figure.tight_layout()
     buffer = io.BytesIO()

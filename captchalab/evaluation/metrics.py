@@ -37,3 +37,40 @@ def text_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[str,
         "cer": sum(edits) / truth_chars,
         "count": count,
     }
+
+
+def set_metrics(truths: Sequence[str], predictions: Sequence[str], alphabet: Sequence[str]
+                ) -> dict[str, float]:
+    """For readers of *which* symbols are present (not their order or count), as in seed 000.
+
+    ``exact_set_accuracy``: the predicted set equals the label's set of symbols;
+    ``per_label_accuracy``: share of (image, alphabet symbol) presence decisions that are right.
+    """
+    if len(truths) != len(predictions):
+        raise ValueError("truths and predictions differ in number")
+    count = len(truths)
+    if count == 0:
+        return {"exact_set_accuracy": 0.0, "per_label_accuracy": 0.0, "count": 0}
+    wrong = [len(set(t) ^ set(p)) for t, p in zip(truths, predictions)]
+    return {
+        "exact_set_accuracy": sum(w == 0 for w in wrong) / count,
+        "per_label_accuracy": 1.0 - sum(wrong) / (count * max(len(alphabet), 1)),
+        "count": count,
+    }
+
+
+def reading_metrics(truths: Sequence[str], predictions: Sequence[str], ordered: bool,
+                    alphabet: Sequence[str]) -> dict[str, float]:
+    """Text metrics for families that read strings, set metrics for those that cannot."""
+    if ordered:
+        return text_metrics(truths, predictions)
+    return set_metrics(truths, predictions, alphabet)
+
+
+def headline(metrics: dict) -> float:
+    """The one number models are ranked by: whole-captcha (or exact-set) accuracy."""
+    return metrics.get("sequence_accuracy", metrics.get("exact_set_accuracy", 0.0))
+
+
+def is_right(truth: str, reading: str, ordered: bool) -> bool:
+    return truth == reading if ordered else set(truth) == set(reading)

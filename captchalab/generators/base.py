@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from captchalab.fileio import atomic_write_bytes, atomic_write_text
-
-ANNOTATIONS_FILE = "annotations.jsonl"
+from captchalab.data.annotations import ANNOTATIONS_FILE, write_centres
+from captchalab.fileio import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -51,19 +49,19 @@ def generate(scheme: str, count: int, out: str | Path, seed: int = 0,
         raise ValueError(f"--count must be at least 1, got {count}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = []
+    rows = []
     for index in range(count):
         item = render(scheme, seed, index)
         name = f"{item.label}_{index}.png"
         buffer = io.BytesIO()
         item.image.save(buffer, format="PNG")
         atomic_write_bytes(out / name, buffer.getvalue())
-        lines.append(json.dumps({
+        rows.append({
             "file": name, "label": item.label,
             "centres": [[round(x, 2), round(y, 2)] for x, y in item.centres],
             "boxes": [list(b) for b in item.boxes],
-        }))
+        })
         if advance:
             advance()
-    atomic_write_text(out / ANNOTATIONS_FILE, "\n".join(lines) + "\n")
+    write_centres(out / ANNOTATIONS_FILE, rows)
     return out

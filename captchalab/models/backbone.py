@@ -12,9 +12,17 @@ from torch import nn
 DEFAULT_WIDTHS = (16, 32, 64, 128)  # channels of the four stages
 
 
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def strided_block(in_channels: int, out_channels: int, stride: tuple[int, int]) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -25,14 +33,18 @@ class Backbone(nn.Module):
 
     Width is halved twice and height four times, so a 32 x 128 input gives a 2 x 32 map:
     32 positions along the text, each seeing a window wide enough for a glyph.
+
+    With ``full_height`` the last two poolings are left out: a map at 1/4 of the input in
+    both directions, for families that locate characters in 2-D (heatmaps).
     """
 
-    reduction = (16, 4)  # (height, width) downsampling factors
-
-    def __init__(self, widths: tuple[int, int, int, int] = DEFAULT_WIDTHS) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = DEFAULT_WIDTHS,
+                 full_height: bool = False) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.out_channels = w4
+        self.reduction = (4, 4) if full_height else (16, 4)  # (height, width) downsampling
+        tall_pool = nn.Identity if full_height else lambda: nn.MaxPool2d((2, 1))
         self.layers = nn.Sequential(
             conv_bn_relu(1, w1),
             nn.MaxPool2d(2),
@@ -40,10 +52,10 @@ class Backbone(nn.Module):
             nn.MaxPool2d(2),
             conv_bn_relu(w2, w3),
             conv_bn_relu(w3, w3),
-            nn.MaxPool2d((2, 1)),
+            tall_pool(),
             conv_bn_relu(w3, w4),
             conv_bn_relu(w4, w4),
-            nn.MaxPool2d((2, 1)),
+            tall_pool(),
         )
 
     def output_shape(self, height: int, width: int) -> tuple[int, int, int]:

@@ -7,11 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone
+from captchalab.models.family import Family, Targets
 from captchalab.models.registry import register
 
 
 @register("crnn")
-class CRNN(nn.Module):
+class CRNN(Family):
     """Reads a variable-length string; outputs ``(N, T, classes)`` log-probabilities, blank = 0.
 
     The LSTM output is added to a linear projection of the convolutional column features, a
@@ -30,8 +31,6 @@ class CRNN(nn.Module):
         widths: tuple[int, int, int, int] = DEFAULT_WIDTHS,
     ) -> None:
         super().__init__()
-        self.config = dict(num_classes=num_classes, height=height, width=width, hidden=hidden,
-                           dropout=dropout, widths=list(widths))
         self.backbone = Backbone(tuple(widths))
         channels, rows, _ = self.backbone.output_shape(height, width)
         features = channels * rows
@@ -48,11 +47,11 @@ class CRNN(nn.Module):
         sequence, _ = self.rnn(columns)
         return F.log_softmax(self.classifier(self.dropout(sequence + columns)), dim=-1)
 
-    @staticmethod
-    def loss(log_probs: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """CTC loss; ``targets`` are padded ``(N, L)`` class indices with their ``lengths``."""
+    def loss(self, log_probs: torch.Tensor, targets: Targets) -> torch.Tensor:
+        """CTC loss over every alignment of each label to the output frames."""
         n, t, _ = log_probs.shape
+        lengths = targets.lengths.cpu()
         frames = torch.full((n,), t, dtype=torch.long)
-        flat = torch.cat([targets[i, : lengths[i]] for i in range(n)])
-        return F.ctc_loss(log_probs.transpose(0, 1).float(), flat, frames, lengths.cpu(),
+        flat = torch.cat([targets.labels[i, : lengths[i]] for i in range(n)])
+        return F.ctc_loss(log_probs.transpose(0, 1).float(), flat, frames, lengths,
                           blank=0, reduction="mean", zero_infinity=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
-from torch import nn
+from captchalab.models.family import Family
 
-FAMILIES: dict[str, type[nn.Module]] = {}
-T = TypeVar("T", bound=type[nn.Module])
+FAMILIES: dict[str, type[Family]] = {}
+T = TypeVar("T", bound=type[Family])
 
 
 def register(name: str) -> Callable[[T], T]:
@@ -24,9 +25,20 @@ def register(name: str) -> Callable[[T], T]:
     return add
 
 
-def build(name: str, **config) -> nn.Module:
-    """A new model of family ``name`` built from its JSON-able ``config``."""
+def family_class(name: str) -> type[Family]:
     if name not in FAMILIES:
         known = ", ".join(sorted(FAMILIES)) or "none"
         raise ValueError(f"unknown model family {name!r} (known: {known})")
-    return FAMILIES[name](**config)
+    return FAMILIES[name]
+
+
+def build(name: str, **config) -> Family:
+    """A new model of family ``name`` from its JSON-able ``config``; ``model.config`` records
+    every constructor argument (defaults included) so the model file rebuilds it exactly."""
+    cls = family_class(name)
+    bound = inspect.signature(cls).bind(**config)
+    bound.apply_defaults()
+    model = cls(**bound.arguments)
+    model.config = {k: list(v) if isinstance(v, tuple) else v
+                    for k, v in bound.arguments.items()}
+    return model

@@ -6,21 +6,12 @@ All functions take per-frame log-probabilities ``(T, C)`` with class 0 the blank
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from captchalab.runtime.decoded import Decoded
+
 NEG_INF = -np.inf
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """A decoded sequence: class indices, P(sequence | image), and one confidence per symbol."""
-
-    labels: tuple[int, ...]
-    confidence: float
-    char_confidences: tuple[float, ...]
-    frames: tuple[int, ...]  # the frame where each symbol is most probable (its position)
 
 
 def greedy_decode(log_probs: np.ndarray) -> tuple[int, ...]:
@@ -144,16 +135,25 @@ def align(log_probs: np.ndarray, labels: Sequence[int]) -> list[list[int]]:
 
 
 def describe(log_probs: np.ndarray, labels: Sequence[int]) -> Decoded:
-    """Attach confidences to a decoded sequence: P(sequence) and, per symbol, its best frame."""
+    """Attach confidences to a decoded sequence: P(sequence), per symbol its best frame's
+    probability and its centre in frames."""
     labels = tuple(labels)
     spans = align(log_probs, labels)
-    char_confidences, frames = [], []
+    char_confidences, positions = [], []
     for label, span in zip(labels, spans):
         frame = span[int(np.argmax(log_probs[span, label]))] if span else 0
-        frames.append(frame)
         char_confidences.append(float(np.exp(log_probs[frame, label])) if span else 0.0)
+        positions.append(centre_of(log_probs[:, label], span))
     confidence = float(np.exp(sequence_log_prob(log_probs, labels)))
-    return Decoded(labels, min(confidence, 1.0), tuple(char_confidences), tuple(frames))
+    return Decoded(labels, min(confidence, 1.0), tuple(char_confidences), tuple(positions))
+
+
+def centre_of(symbol_log_probs: np.ndarray, span: Sequence[int]) -> float:
+    """Probability-weighted mean frame of a symbol's aligned span (its centre, in frames)."""
+    if not span:
+        return 0.0
+    weights = np.exp(symbol_log_probs[list(span)])
+    return float(np.dot(weights, span) / max(float(weights.sum()), 1e-12))
 
 
 def decode_batch(

@@ -3,40 +3,50 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from captchalab.data.alphabet import Alphabet
 from captchalab.data.preprocess import ImageInput, Preprocessing
-from captchalab.runtime import ctc
 from captchalab.runtime.artifact import ModelFile, load_model_file
+from captchalab.runtime.decoded import Decoded, DecodingSettings
+from captchalab.runtime.decoders import get_decoder
+
+
+class UnorderedReadingError(ValueError):
+    """Raised when a string is asked of a model that only knows which symbols are present."""
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """What the model reads in one image."""
+    """What the model reads in one image.
 
-    text: str
-    confidence: float  # probability of the whole text
+    ``characters`` is the text for families that read order; for the multilabel family
+    (``ordered`` false) it is the set of symbols present, in alphabet order, and ``text``
+    refuses to invent a string from it.
+    """
+
+    characters: str
+    confidence: float  # probability of the whole reading
     char_confidences: tuple[float, ...]  # probability of each character
+    ordered: bool = True
+
+    @property
+    def text(self) -> str:
+        if not self.ordered:
+            raise UnorderedReadingError(
+                "this model (multilabel) tells which characters are present, not their order; "
+                f"use .characters ({self.characters!r}) or train a string-reading family")
+        return self.characters
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"char_confidences": list(self.char_confidences)}
-
-
-@dataclass(frozen=True)
-class DecodingSettings:
-    """How network outputs become text; stored in the model file, overridable per call."""
-
-    method: str = "beam"
-    beam_width: int = 8
-    length: int | None = None  # every training label had this length
-
-    @classmethod
-    def from_metadata(cls, metadata: dict) -> DecodingSettings:
-        return cls(**metadata.get("decoding", {}))
+        if self.ordered:
+            return {"text": self.characters, "confidence": self.confidence,
+                    "char_confidences": list(self.char_confidences)}
+        return {"characters": dict(zip(self.characters, self.char_confidences)),
+                "confidence": self.confidence, "order": "unknown"}
 
 
 class Recognizer:
@@ -54,6 +64,7 @@ class Recognizer:
         self.alphabet = Alphabet(self.metadata["alphabet"])
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.decoding = DecodingSettings.from_metadata(self.metadata)
+        self.decoder = get_decoder(self.metadata.get("decoder", "ctc"))
         self.backend = TorchBackend(model_file, path, device)
 
     @classmethod
@@ -65,19 +76,29 @@ class Recognizer:
     def family(self) -> str:
         return self.metadata["family"]
 
+    @property
+    def ordered(self) -> bool:
+        """Whether the model reads strings (every family but multilabel)."""
+        return self.decoder.ordered
+
+    def outputs(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw network outputs for ``(N, H, W)`` uint8 arrays from ``self.preprocessing.load``."""
+        return self.backend(self.preprocessing.normalize(pixels))
+
     def predict_pixels(self, pixels: np.ndarray, decoding: DecodingSettings | None = None
                        ) -> list[Prediction]:
         """Predictions for ``(N, H, W)`` uint8 arrays from ``self.preprocessing.load``."""
-        return self.decode(self.backend(self.preprocessing.normalize(pixels)), decoding)
+        return self.decode(self.outputs(pixels), decoding)
 
-    def decode(self, log_probs: np.ndarray, decoding: DecodingSettings | None = None
+    def decode_raw(self, outputs: np.ndarray, decoding: DecodingSettings | None = None
+                   ) -> list[Decoded]:
+        return self.decoder(outputs, decoding or self.decoding)
+
+    def decode(self, outputs: np.ndarray, decoding: DecodingSettings | None = None
                ) -> list[Prediction]:
-        settings = decoding or self.decoding
-        decoded = ctc.decode_batch(log_probs, settings.method, settings.beam_width, settings.length)
-        return [
-            Prediction(self.alphabet.decode(d.labels), d.confidence, d.char_confidences)
-            for d in decoded
-        ]
+        return [Prediction(self.alphabet.decode(d.labels), d.confidence, d.char_confidences,
+                           self.decoder.ordered)
+                for d in self.decode_raw(outputs, decoding)]
 
     def predict(
         self,

@@ -22,7 +22,10 @@ class Augmentation:
     noise: float = 0.15  # max std of Gaussian noise, in normalised units
     probability: float = 0.8
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator,
+                 points: torch.Tensor | None = None) -> torch.Tensor:
+        """Augmented images; with ``points`` ``(N, K, 2)`` (x, y pixels) they are moved along
+        with the image, in place, so character centres stay on their characters."""
         n, _, height, width = images.shape
 
         def uniform(low: float, high: float) -> torch.Tensor:
@@ -44,6 +47,8 @@ class Augmentation:
         theta[:, 1, 1] = cos + shear * sin
         theta[:, 0, 2] = uniform(-self.shift[0], self.shift[0]) * 2 * chosen()
         theta[:, 1, 2] = uniform(-self.shift[1], self.shift[1]) * 2 * chosen()
+        if points is not None:
+            move_points(points, theta, width, height)
         grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
         images = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
 
@@ -54,3 +59,13 @@ class Augmentation:
         sigma = (uniform(0, self.noise) * chosen()).view(n, 1, 1, 1).to(images)
         noise = torch.randn(images.shape, generator=generator).to(images)
         return images + noise * sigma
+
+
+def move_points(points: torch.Tensor, theta: torch.Tensor, width: int, height: int) -> None:
+    """Map pixel points of the input through the inverse of ``affine_grid``'s ``theta``
+    (which maps output coordinates to input ones), so they land where their pixels went."""
+    scale = torch.tensor([2.0 / width, 2.0 / height])
+    normalised = points * scale - 1.0  # (N, K, 2) in [-1, 1]
+    inverse = torch.linalg.inv(theta[:, :, :2])  # (N, 2, 2)
+    moved = (normalised - theta[:, None, :, 2]) @ inverse.transpose(1, 2)
+    points.copy_((moved + 1.0) / scale)

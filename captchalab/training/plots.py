@@ -22,7 +22,9 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
         loss_axis.plot(epochs, [h.get("val_loss") for h in history], label="validation")
     loss_axis.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
     loss_axis.legend()
-    for key, label in (("val_sequence_accuracy", "captcha"), ("val_char_accuracy", "character")):
+    for key, label in (("val_sequence_accuracy", "captcha"), ("val_char_accuracy", "character"),
+                       ("val_exact_set_accuracy", "exact set"),
+                       ("val_per_label_accuracy", "per label")):
         if any(h.get(key) is not None for h in history):
             accuracy_axis.plot(epochs, [h.get(key) for h in history], label=label)
     accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01),

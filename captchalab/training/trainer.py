@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,13 +20,15 @@ from captchalab.data import (
     read_labelled_folder,
     split_samples,
 )
+from captchalab.data.annotations import ANNOTATIONS_FILE, centres_for, read_centres
+from captchalab.data.dataset import DatasetError
 from captchalab.data.preprocess import DEFAULT_HEIGHT
-from captchalab.evaluation.metrics import text_metrics
+from captchalab.evaluation.metrics import headline, reading_metrics
 from captchalab.fileio import atomic_write_text
-from captchalab.models import build
-from captchalab.runtime import ctc
+from captchalab.models import DataShape, Family, Targets, build, family_class
 from captchalab.runtime.artifact import ModelFileError, load_model_file, save_model_file
-from captchalab.runtime.recognizer import DecodingSettings
+from captchalab.runtime.decoded import DecodingSettings
+from captchalab.runtime.decoders import THRESHOLDS, Decoder, get_decoder
 from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
 from captchalab.training.augment import Augmentation
 from captchalab.training.plots import plot_curves
@@ -62,7 +64,8 @@ class TrainConfig:
     augment: bool = True
     decoding: str = "beam"
     beam_width: int = 8
-    model_options: dict = field(default_factory=dict)
+    centres: str | None = None  # annotations file for the heatmap family (default DATA/...)
+    model_options: dict = field(default_factory=dict)  # e.g. {"slices": [54, 110, ...]}
 
 
 @dataclass
@@ -89,10 +92,24 @@ class PreparedData:
     train_lengths: torch.Tensor
     val_targets: torch.Tensor
     val_lengths: torch.Tensor
+    train_centres: torch.Tensor | None = None  # (N, L, 2) in model-input pixels
+    val_centres: torch.Tensor | None = None
 
     @property
     def label_lengths(self) -> list[int]:
         return sorted({len(s.label) for s in self.train})
+
+    def shape(self) -> DataShape:
+        return DataShape(self.alphabet.num_classes, self.preprocessing.height,
+                         self.preprocessing.width, tuple(self.label_lengths),
+                         float(np.median([s.size[0] for s in self.train])))
+
+    def targets(self, index: torch.Tensor | slice, validation: bool = False) -> Targets:
+        labels, lengths, centres = ((self.val_targets, self.val_lengths, self.val_centres)
+                                    if validation else
+                                    (self.train_targets, self.train_lengths, self.train_centres))
+        return Targets(labels[index], lengths[index],
+                       None if centres is None else centres[index].clone())
 
 
 def encode_labels(labels: list[str], alphabet: Alphabet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,9 +121,21 @@ def encode_labels(labels: list[str], alphabet: Alphabet) -> tuple[torch.Tensor, 
     return targets, torch.tensor([len(label) for label in labels], dtype=torch.long)
 
 
+def load_centres(samples: list[Sample], table: dict, source: Path,
+                 preprocessing: Preprocessing) -> torch.Tensor:
+    """``(N, L, 2)`` centres scaled from each original image to the model's input size."""
+    width = max((len(s.label) for s in samples), default=1)
+    centres = torch.zeros(len(samples), width, 2)
+    for i, (sample, points) in enumerate(zip(samples, centres_for(samples, table, source))):
+        scale = (preprocessing.width / sample.size[0], preprocessing.height / sample.size[1])
+        for j, (x, y) in enumerate(points):
+            centres[i, j] = torch.tensor([x * scale[0], y * scale[1]])
+    return centres
+
+
 def prepare_data(
     folder: LabelledFolder, config: TrainConfig, reporter: ProgressReporter,
-    preprocessing: Preprocessing | None = None,
+    preprocessing: Preprocessing | None = None, needs_centres: bool = False,
 ) -> PreparedData:
     """Split, fit the preprocessing on the training images and load every image once.
 
@@ -132,8 +161,19 @@ def prepare_data(
     alphabet = folder.alphabet
     train_targets, train_lengths = encode_labels([s.label for s in train], alphabet)
     val_targets, val_lengths = encode_labels([s.label for s in val], alphabet)
-    return PreparedData(folder, alphabet, preprocessing, train, val, train_pixels, val_pixels,
+    data = PreparedData(folder, alphabet, preprocessing, train, val, train_pixels, val_pixels,
                         train_targets, train_lengths, val_targets, val_lengths)
+    if needs_centres:
+        source = Path(config.centres) if config.centres else folder.root / ANNOTATIONS_FILE
+        if not source.is_file():
+            raise DatasetError(
+                f"{source}: not found; the {config.model} family trains on character centres. "
+                "Derive them from string labels with 'captchalab annotate-centres CRNN_MODEL "
+                f"{folder.root}' or pass --centres FILE")
+        table = read_centres(source)
+        data.train_centres = load_centres(train, table, source, preprocessing)
+        data.val_centres = load_centres(val, table, source, preprocessing)
+    return data
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], list]:
@@ -181,20 +221,21 @@ class Trainer:
         return epochs, epochs * steps_per_epoch
 
     def _decoding(self, data: PreparedData) -> DecodingSettings:
-        """The decoder the model file will use (fixed length when all labels share one)."""
+        """The decoder settings before tuning (fixed length when all labels share one)."""
         lengths = data.label_lengths
         return DecodingSettings(self.config.decoding, self.config.beam_width,
                                 lengths[0] if len(lengths) == 1 else None)
 
-    def _metadata(self, data: PreparedData, model: torch.nn.Module, metrics: dict,
-                  epoch: int, minutes: float) -> dict:
+    def _metadata(self, data: PreparedData, model: Family, metrics: dict, epoch: int,
+                  minutes: float, decoding: DecodingSettings) -> dict:
         return {
             "family": model.family,
             "config": model.config,
+            "decoder": model.decoder,
             "alphabet": data.alphabet.symbols,
             "preprocessing": data.preprocessing.to_dict(),
             "label_lengths": data.label_lengths,
-            "decoding": asdict(self._decoding(data)),
+            "decoding": asdict(decoding),
             "metrics": metrics,
             "data": {
                 "folder": self.data_dir.name,
@@ -211,8 +252,7 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------
     @torch.inference_mode()
-    def _val_log_probs(self, model: torch.nn.Module, data: PreparedData,
-                       chunk: int = 256) -> torch.Tensor:
+    def _val_outputs(self, model: Family, data: PreparedData, chunk: int = 256) -> torch.Tensor:
         """Network output on every validation image, in evaluation mode."""
         model.eval()
         outputs = [model(torch.from_numpy(data.preprocessing.normalize(
@@ -220,28 +260,48 @@ class Trainer:
                    for start in range(0, len(data.val), chunk)]
         return torch.cat(outputs)
 
-    def _validate(self, model: torch.nn.Module, data: PreparedData) -> dict:
-        """Per-epoch validation: loss and greedy-decoded accuracy (fast)."""
-        if not len(data.val):
-            return {}
-        log_probs = self._val_log_probs(model, data)
-        with torch.inference_mode():
-            loss = float(model.loss(log_probs, data.val_targets, data.val_lengths))
-        predictions = [data.alphabet.decode(ctc.greedy_decode(item)) for item in log_probs.numpy()]
-        metrics = text_metrics([s.label for s in data.val], predictions)
-        return {"val_loss": loss,
-                "val_sequence_accuracy": metrics["sequence_accuracy"],
-                "val_char_accuracy": metrics["char_accuracy"]}
+    def _tune(self, decoder: Decoder, outputs: np.ndarray, data: PreparedData,
+              settings: DecodingSettings) -> tuple[DecodingSettings, dict]:
+        """Validation metrics with ``settings``; a thresholded decoder gets the threshold that
+        reads the validation set best (ties go to the one nearest 0.5)."""
+        truths = [s.label for s in data.val]
+        candidates = ([replace(settings, threshold=t) for t in THRESHOLDS]
+                      if decoder.thresholded else [settings])
+        best: tuple[tuple, DecodingSettings, dict] | None = None
+        for candidate in candidates:
+            readings = [data.alphabet.decode(d.labels) for d in decoder(outputs, candidate)]
+            metrics = reading_metrics(truths, readings, decoder.ordered, data.alphabet.symbols)
+            rank = (headline(metrics), -abs(candidate.threshold - 0.5))
+            if best is None or rank > best[0]:
+                best = (rank, candidate, metrics)
+        assert best is not None
+        return best[1], best[2]
 
-    def _final_metrics(self, model: torch.nn.Module, data: PreparedData) -> dict:
-        """Validation metrics with the decoder the model file will use."""
-        if not len(data.val):
-            return {}
+    def _validate(self, model: Family, data: PreparedData) -> tuple[dict, DecodingSettings]:
+        """Per-epoch validation: loss and accuracy (CTC read greedily, which is fast)."""
         settings = self._decoding(data)
-        decoded = ctc.decode_batch(self._val_log_probs(model, data).numpy(), settings.method,
-                                   settings.beam_width, settings.length)
-        predictions = [data.alphabet.decode(d.labels) for d in decoded]
-        return text_metrics([s.label for s in data.val], predictions)
+        if not len(data.val):
+            return {}, settings
+        outputs = self._val_outputs(model, data)
+        with torch.inference_mode():
+            loss = float(model.loss(outputs, data.targets(slice(None), validation=True)))
+        decoder = get_decoder(model.decoder)
+        quick = replace(settings, method="greedy")
+        tuned, metrics = self._tune(decoder, outputs.numpy(), data, quick)
+        record = {"val_loss": loss, "val_accuracy": headline(metrics)}
+        record |= {f"val_{k}": v for k, v in metrics.items() if k != "count"}
+        if decoder.thresholded:
+            record["threshold"] = tuned.threshold
+        return record, replace(settings, threshold=tuned.threshold)
+
+    def _final_metrics(self, model: Family, data: PreparedData
+                       ) -> tuple[dict, DecodingSettings]:
+        """Validation metrics with the decoder the model file will use, tuned."""
+        settings = self._decoding(data)
+        if not len(data.val):
+            return {}, settings
+        outputs = self._val_outputs(model, data).numpy()
+        return self._tune(get_decoder(model.decoder), outputs, data, settings)[::-1]
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -265,10 +325,13 @@ class Trainer:
                 raise ModelFileError(f"{checkpoint_path}: was trained on different data; "
                                      "start a new run without --resume")
             preprocessing = Preprocessing.from_dict(resumed.metadata["preprocessing"])
-        data = prepare_data(folder, config, self.reporter, preprocessing)
-        model = build(config.model, num_classes=data.alphabet.num_classes,
-                      height=data.preprocessing.height, width=data.preprocessing.width,
-                      **config.model_options).to(self.device)
+        family = family_class(config.model)
+        data = prepare_data(folder, config, self.reporter, preprocessing, family.needs_centres)
+        if resumed is not None:
+            model = build(resumed.metadata["family"], **resumed.metadata["config"])
+        else:
+            model = build(config.model, **family.configure(data.shape(), **config.model_options))
+        model = model.to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                       weight_decay=config.weight_decay)
         augmentation = Augmentation() if config.augment else None
@@ -277,6 +340,7 @@ class Trainer:
 
         epoch, step, elapsed, history = 0, 0, 0.0, []
         best_score = (-1.0, float("-inf"))
+        decoding = self._decoding(data)
         if resumed is not None:
             state = resumed.metadata["checkpoint"]
             model.load_state_dict({k[len("model."):]: torch.from_numpy(np.array(v))
@@ -312,13 +376,15 @@ class Trainer:
                         continue  # batch norm needs two images
                     pixels = data.train_pixels[index]
                     images = torch.from_numpy(data.preprocessing.normalize(pixels))
+                    targets = data.targets(index)
                     if augmentation is not None:
-                        images = augmentation(images, generator)
+                        images = augmentation(images, generator, targets.centres)
                     for group in optimizer.param_groups:
                         group["lr"] = one_cycle(current_progress(), config.learning_rate)
-                    log_probs = model(images.to(self.device))
-                    loss = model.loss(log_probs, data.train_targets[index].to(self.device),
-                                      data.train_lengths[index])
+                    outputs = model(images.to(self.device))
+                    loss = model.loss(outputs, Targets(
+                        targets.labels.to(self.device), targets.lengths,
+                        None if targets.centres is None else targets.centres.to(self.device)))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -326,35 +392,35 @@ class Trainer:
                     losses.append(loss.item())
                     step += 1
                     advance(status=f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.3f}"
-                                   + (f" val {history[-1].get('val_sequence_accuracy', 0):.1%}"
-                                      if history else ""))
+                                   + (f" val {history[-1]['val_accuracy']:.1%}"
+                                      if history and "val_accuracy" in history[-1] else ""))
                     progress = current_progress()
                     if progress >= 1.0:
                         break
                 epoch += 1
+                validation, tuned = self._validate(model, data)
                 record = {"epoch": epoch, "step": step,
                           "train_loss": float(np.mean(losses)) if losses else None,
                           "lr": optimizer.param_groups[0]["lr"],
-                          "seconds": round(time.monotonic() - started, 2),
-                          **self._validate(model, data)}
+                          "seconds": round(time.monotonic() - started, 2), **validation}
                 history.append(record)
                 with (self.out_dir / METRICS_FILE).open("a" if epoch > 1 else "w") as stream:
                     stream.write(json.dumps(record) + "\n")
-                score = (record.get("val_sequence_accuracy", 0.0), -(record.get("val_loss") or 0.0))
+                score = (record.get("val_accuracy", 0.0), -(record.get("val_loss") or 0.0))
                 if not data.val or score > best_score:
-                    best_score = score
+                    best_score, decoding = score, tuned
                     save_model_file(self.out_dir / MODEL_FILE, state_to_numpy(model),
-                                    self._metadata(data, model, {}, epoch, 0.0))
+                                    self._metadata(data, model, {}, epoch, 0.0, decoding))
                 self._save_checkpoint(checkpoint_path, model, optimizer, data, epoch, step,
-                                      time.monotonic() - started, history, best_score)
+                                      time.monotonic() - started, history, best_score, decoding)
         minutes = (time.monotonic() - started) / 60
         return self._finish(data, model, history, minutes)
 
     def _save_checkpoint(self, path: Path, model, optimizer, data, epoch, step, elapsed,
-                         history, best_score) -> None:
+                         history, best_score, decoding) -> None:
         tensors = {f"model.{k}": v for k, v in state_to_numpy(model).items()}
         optimizer_tensors, groups = _optimizer_tensors(optimizer)
-        metadata = self._metadata(data, model, {}, epoch, elapsed / 60)
+        metadata = self._metadata(data, model, {}, epoch, elapsed / 60, decoding)
         metadata["checkpoint"] = {"epoch": epoch, "step": step, "elapsed": elapsed,
                                   "history": history, "best_score": list(best_score),
                                   "param_groups": groups}
@@ -364,10 +430,10 @@ class Trainer:
         model_path = self.out_dir / MODEL_FILE
         best = load_model_file(model_path)
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in best.tensors.items()})
-        metrics = self._final_metrics(model, data)
+        metrics, decoding = self._final_metrics(model, data)
         epoch = best.metadata["training"]["epochs"]
         save_model_file(model_path, best.tensors,
-                        self._metadata(data, model, metrics, epoch, minutes))
+                        self._metadata(data, model, metrics, epoch, minutes, decoding))
         plot_curves(history, self.out_dir / CURVES_FILE)
         atomic_write_text(self.out_dir / "summary.json", json.dumps(
             {"model": str(model_path), "best_epoch": epoch, "epochs_run": len(history),

@@ -1,0 +1,80 @@
+"""What every model family shares: the training targets, the data facts a family is sized
+from, and the base class whose defaults a family overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LABEL_SMOOTHING = 0.1  # seeds 001 and 004: cross-entropy with label smoothing
+
+
+@dataclass
+class Targets:
+    """A batch's labels as padded 1-based class indices, plus centres when a family needs them."""
+
+    labels: torch.Tensor  # (N, L) long, 0 = padding
+    lengths: torch.Tensor  # (N,) long
+    centres: torch.Tensor | None = None  # (N, L, 2) float (x, y) in model-input pixels
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a family may need to know of the training data to size itself."""
+
+    num_classes: int
+    height: int
+    width: int
+    label_lengths: tuple[int, ...]  # distinct label lengths in the training split
+    source_width: float  # median width of the original images, in pixels
+
+
+class Family(nn.Module):
+    """Base of every family: a network whose ``forward`` gives what ``decoder`` reads.
+
+    A family subclass sets ``decoder`` (a name in :mod:`captchalab.runtime.decoders`),
+    implements ``loss`` and, when it needs more than the input size and alphabet, overrides
+    ``configure``. ``registry.register`` gives it its name; ``registry.build`` records the
+    full constructor arguments in ``self.config`` for the model file.
+    """
+
+    family: str = ""
+    decoder: str = "ctc"
+    needs_centres: bool = False
+    config: dict
+
+    @classmethod
+    def configure(cls, shape: DataShape, **options) -> dict:
+        """Constructor arguments for this data; ``options`` are the user's ``--model`` options."""
+        return {"num_classes": shape.num_classes, "height": shape.height,
+                "width": shape.width, **options}
+
+    def loss(self, outputs: torch.Tensor, targets: Targets) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def fixed_length(family: str, shape: DataShape) -> int:
+    """The one label length a fixed-length family reads, or a clear error."""
+    if len(shape.label_lengths) != 1:
+        lengths = ", ".join(map(str, shape.label_lengths))
+        raise ValueError(f"the {family} family reads a fixed number of characters, but the "
+                         f"training labels have lengths {lengths}; use --model crnn for "
+                         "captchas of varying length")
+    return shape.label_lengths[0]
+
+
+def positional_loss(log_probs: torch.Tensor, targets: Targets) -> torch.Tensor:
+    """Label-smoothed cross-entropy of ``(N, L, C)`` log-probabilities, one per position."""
+    return F.cross_entropy(log_probs.reshape(-1, log_probs.shape[-1]).float(),
+                           targets.labels.reshape(-1), label_smoothing=LABEL_SMOOTHING)
+
+
+class ClassifierHead(nn.Sequential):
+    """Features -> hidden layer -> ``outputs`` scores, with dropout (the seeds' dense head)."""
+
+    def __init__(self, features: int, outputs: int, hidden: int = 256, dropout: float = 0.3):
+        super().__init__(nn.Dropout(dropout), nn.Linear(features, hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, outputs))

@@ -1,0 +1,194 @@
+"""Every model family: learns on generated rings captchas, round-trips through its model file,
+and refuses wrong use with a clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captchalab.cli import main
+from captchalab.data import DatasetError
+from captchalab.evaluation import evaluate
+from captchalab.models import DataShape, Targets, build, family_class
+from captchalab.models.heatmap import centre_maps
+from captchalab.runtime import Recognizer, UnorderedReadingError
+from captchalab.runtime.centres import annotate_centres
+from captchalab.training import TrainConfig, train
+
+RINGS_SLICES = [54, 110, 170, 215, 262]  # seed 003's boundaries, in pixels of 310
+# epochs to learn 540 rings captchas well above chance; the bar is per character (chance 1/6)
+PLANS = {
+    "multihead": (40, 0.5),
+    "multihead-spatial": (30, 0.6),
+    "slice": (12, 0.8),
+    "multilabel": (40, 0.8),  # per-label accuracy; 'every symbol present' scores about 0.66
+}
+
+
+@pytest.fixture(scope="session")
+def derived_centres(trained_model, rings_train, tmp_path_factory) -> Path:
+    """Centres of rings_train derived from the crnn's CTC alignment (not the generator's)."""
+    out = tmp_path_factory.mktemp("centres") / "centres.jsonl"
+    return annotate_centres(Recognizer.load(trained_model), rings_train, out).path
+
+
+@pytest.fixture(scope="session")
+def family_model(rings_train, derived_centres, tmp_path_factory):
+    """Train a family once per session; returns its model path."""
+    trained: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in trained:
+            epochs = 15 if name == "heatmap" else PLANS[name][0]
+            options = {"slices": RINGS_SLICES} if name == "slice" else {}
+            config = TrainConfig(model=name, epochs=epochs, seed=0, model_options=options,
+                                 centres=str(derived_centres) if name == "heatmap" else None)
+            result = train(rings_train, tmp_path_factory.mktemp(name), config,
+                           log=lambda _: None, show_progress=False)
+            trained[name] = result.model_path
+        return trained[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_family_learns_far_above_chance(name, family_model, rings_test):
+    recognizer = Recognizer.load(family_model(name))
+    assert recognizer.family == name
+    metrics = evaluate(recognizer, rings_test, show_progress=False).metrics
+    accuracy = metrics.get("char_accuracy", metrics.get("per_label_accuracy"))
+    assert accuracy >= PLANS[name][1], metrics
+
+
+def test_heatmap_learns_from_centres_derived_by_the_crnn(family_model, rings_test):
+    recognizer = Recognizer.load(family_model("heatmap"))
+    metrics = evaluate(recognizer, rings_test, show_progress=False).metrics
+    assert metrics["sequence_accuracy"] >= 0.7, metrics
+    assert 0.05 <= recognizer.decoding.threshold <= 0.95  # tuned on the validation split
+
+
+@pytest.mark.parametrize("name", ["multihead-spatial", "slice", "heatmap", "multilabel"])
+def test_model_file_round_trips_through_load_and_predict(name, family_model, rings_test):
+    path = family_model(name)
+    image = sorted(rings_test.glob("*.png"))[0]
+    first, second = Recognizer.load(path), Recognizer.load(path)
+    a, b = first.predict(image), second.predict(image.read_bytes())
+    assert a == b
+    assert 0.0 <= a.confidence <= 1.0 and len(a.char_confidences) == len(a.characters)
+    if name == "multilabel":
+        assert list(a.characters) == sorted(set(a.characters))
+        with pytest.raises(UnorderedReadingError, match="which characters are present"):
+            _ = a.text
+    else:
+        assert len(a.text) == 6
+
+
+def test_multilabel_predict_prints_the_set_and_says_order_is_unknown(family_model, rings_test,
+                                                                       capsys):
+    image = sorted(rings_test.glob("*.png"))[0]
+    assert main(["predict", str(family_model("multilabel")), str(image)]) == 0
+    captured = capsys.readouterr()
+    assert "not their order" in captured.err
+    name, present, confidence = captured.out.strip().split("\t")
+    assert present.startswith("{") and ":" in present and 0 <= float(confidence) <= 1
+    assert main(["predict", str(family_model("multilabel")), str(image), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["order"] == "unknown" and "text" not in row
+    assert all(0.0 <= p <= 1.0 for p in row["characters"].values())
+
+
+def test_decoder_options_that_do_not_fit_the_family_are_refused(family_model, rings_test,
+                                                               capsys):
+    model = str(family_model("multilabel"))
+    assert main(["evaluate", model, str(rings_test), "--decoder", "greedy"]) == 1
+    assert "apply to CTC models" in capsys.readouterr().err
+
+
+def _mixed_length_folder(folder: Path) -> Path:
+    folder.mkdir()
+    for i, label in enumerate(["ab", "abc", "ba", "cab", "abba", "ca"]):
+        Image.new("L", (60, 20), 255).save(folder / f"{label}_{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["multihead", "multihead-spatial", "slice"])
+def test_fixed_length_families_refuse_mixed_lengths(name, tmp_path):
+    folder = _mixed_length_folder(tmp_path / "mixed")
+    with pytest.raises(ValueError, match="fixed number of characters.*lengths 2, 3, 4"):
+        train(folder, tmp_path / "run", TrainConfig(model=name, epochs=1, val_split=0.0),
+              log=lambda _: None, show_progress=False)
+
+
+def test_cli_error_for_mixed_lengths_is_one_line(tmp_path, capsys):
+    folder = _mixed_length_folder(tmp_path / "mixed")
+    assert main(["train", str(folder), "--out", str(tmp_path / "run"), "--model", "multihead",
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--model crnn" in err
+
+
+@pytest.mark.parametrize("slices, message", [
+    ([54, 110], "needs 5 boundaries"),
+    ([54, 110, 100, 215, 262], "must increase"),
+    ([54, 110, 170, 215, 400], "must increase within the image width"),
+])
+def test_bad_slice_boundaries_are_refused(slices, message):
+    shape = DataShape(7, 32, 124, (6,), 310.0)
+    with pytest.raises(ValueError, match=message):
+        family_class("slice").configure(shape, slices=slices)
+
+
+def test_slice_boundaries_become_fractions_of_the_width():
+    config = family_class("slice").configure(DataShape(7, 32, 124, (6,), 310.0),
+                                             slices=RINGS_SLICES)
+    assert config["slices"] == pytest.approx([b / 310 for b in RINGS_SLICES], abs=1e-4)
+    model = build("slice", **config)
+    assert [end - start for start, end in model.spans] == [22, 22, 24, 18, 19, 19]
+    assert model(torch.zeros(2, 1, 32, 124)).shape == (2, 6, 7)
+
+
+def test_heatmap_without_centres_says_how_to_get_them(rings_train, tmp_path):
+    folder = tmp_path / "plain"
+    shutil.copytree(rings_train, folder, ignore=shutil.ignore_patterns("*.jsonl"))
+    with pytest.raises(DatasetError, match="annotate-centres"):
+        train(folder, tmp_path / "run", TrainConfig(model="heatmap", epochs=1),
+              log=lambda _: None, show_progress=False)
+
+
+def test_centre_maps_peak_at_one_on_each_character():
+    targets = Targets(labels=torch.tensor([[2, 1, 0]]), lengths=torch.tensor([2]),
+                      centres=torch.tensor([[[10.0, 17.0], [41.0, 5.0], [0.0, 0.0]]]))
+    maps = centre_maps(targets, num_classes=3, rows=8, columns=16)
+    assert maps.shape == (1, 3, 8, 16)
+    assert maps[0, 2, 4, 2] == 1.0 and maps[0, 1, 1, 10] == 1.0
+    assert maps[0, 0].max() == 0.0  # padding and the blank slot get no spot
+    assert int((maps == 1.0).sum()) == 2
+    assert 0.0 < maps[0, 2, 4, 3] < 1.0  # the Gaussian slope around a centre
+
+
+def test_derived_centres_sit_on_their_own_characters(derived_centres, rings_train):
+    truth = {json.loads(line)["file"]: json.loads(line)["centres"]
+             for line in (rings_train / "annotations.jsonl").read_text().splitlines()}
+    nearest_is_own, total = 0, 0
+    for line in derived_centres.read_text().splitlines():
+        row = json.loads(line)
+        true_x = np.array([x for x, _ in truth[row["file"]]])
+        for index, (x, _) in enumerate(row["centres"]):
+            nearest_is_own += int(np.argmin(np.abs(true_x - x)) == index)
+            total += 1
+    assert total == 600 * 6
+    assert nearest_is_own / total >= 0.9
+
+
+def test_annotate_centres_needs_a_ctc_model_and_keeps_existing_files(family_model, rings_train,
+                                                                     trained_model, capsys):
+    assert main(["annotate-centres", str(family_model("slice")), str(rings_train)]) == 1
+    assert "needs a CTC model" in capsys.readouterr().err
+    assert main(["annotate-centres", str(trained_model), str(rings_train)]) == 1
+    assert "--overwrite" in capsys.readouterr().err  # the generator's annotations stay
