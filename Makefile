@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test lint clean bench
+.PHONY: install demo test lint clean bench-families
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ demo: install
 	$(BIN)/captchalab generate rings --count 1000 --out $(DEMO)/test --seed 2
 	$(BIN)/captchalab train $(DEMO)/train --out $(DEMO)/model --max-minutes 8 --overwrite
 	$(BIN)/captchalab evaluate $(DEMO)/model/model.safetensors $(DEMO)/test
+
+bench-families: install  # every family on captcha_v2 and on rings (BENCHMARKS.md); about 50 min
+	$(BIN)/captchalab compare ../shared/datasets/captcha_v2/images --out runs/compare_v2 \
+		--max-minutes 6 --quiet --overwrite
+	$(BIN)/captchalab generate rings --count 3000 --out runs/rings3000 --seed 21 --quiet
+	$(BIN)/captchalab compare runs/rings3000 --out runs/compare_rings --val-split 0.3334 \
+		--epochs 15 --models slice,crnn,heatmap,multihead-spatial \
+		--slices 54,110,170,215,262 --quiet --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q

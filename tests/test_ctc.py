@@ -51,7 +51,8 @@ def test_alignment_and_confidences_point_at_the_right_frames():
     probs[2, 1] = 0.8
     probs[2, 0] = 0.15
     decoded = ctc.describe(_log(probs), (1, 2))
-    assert decoded.frames == (1, 5)
+    # centres: the span's frames weighted by the symbol's probability there
+    assert decoded.positions == pytest.approx(((0.9 * 1 + 0.8 * 2) / 1.7, 5.0))
     assert decoded.char_confidences == pytest.approx((0.9, 0.9))
     assert 0.5 < decoded.confidence <= 1.0
     assert ctc.align(_log(probs), (1, 2)) == [[1, 2], [5]]

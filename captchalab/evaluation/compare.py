@@ -90,6 +90,8 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = D
         config.centres or (data_dir / ANNOTATIONS_FILE).is_file())
     if needs_crnn:  # the crnn's alignment gives the heatmap its centres, so it trains first
         order = ["crnn", *[m for m in order if m != "crnn"]]
+    folder = read_labelled_folder(data_dir, case_insensitive=config.case_insensitive)
+    _, val = split_samples(folder.samples, config.val_split, config.seed)
     entries: dict[str, Entry] = {}
     for name in order:
         log(f"== {name} ==")
@@ -117,8 +119,6 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = D
         entry.parameters = sum(p.numel() for p in recognizer.backend.model.parameters())
         entry.file_bytes = os.path.getsize(result.model_path)
         entry.model_path = str(result.model_path)
-        folder = read_labelled_folder(data_dir, case_insensitive=config.case_insensitive)
-        _, val = split_samples(folder.samples, config.val_split, config.seed)
         entry.images_per_second = round(measure_speed(recognizer, [s.path for s in val]), 1)
     results = [entries[name] for name in order]
     write_comparison(results, data_dir, out_dir, config)

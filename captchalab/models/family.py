@@ -66,10 +66,19 @@ def fixed_length(family: str, shape: DataShape) -> int:
     return shape.label_lengths[0]
 
 
-def positional_loss(log_probs: torch.Tensor, targets: Targets) -> torch.Tensor:
-    """Label-smoothed cross-entropy of ``(N, L, C)`` log-probabilities, one per position."""
-    return F.cross_entropy(log_probs.reshape(-1, log_probs.shape[-1]).float(),
-                           targets.labels.reshape(-1), label_smoothing=LABEL_SMOOTHING)
+class PositionalFamily(Family):
+    """A family that reads a fixed number of characters: ``(N, L, C)`` log-probabilities,
+    one softmax per position, trained with label-smoothed cross-entropy."""
+
+    decoder = "positions"
+
+    @classmethod
+    def configure(cls, shape: DataShape, **options) -> dict:
+        return super().configure(shape, length=fixed_length(cls.family, shape), **options)
+
+    def loss(self, log_probs: torch.Tensor, targets: Targets) -> torch.Tensor:
+        return F.cross_entropy(log_probs.reshape(-1, log_probs.shape[-1]).float(),
+                               targets.labels.reshape(-1), label_smoothing=LABEL_SMOOTHING)
 
 
 class ClassifierHead(nn.Sequential):

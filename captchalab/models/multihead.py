@@ -13,22 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone, conv_bn_relu, strided_block
-from captchalab.models.family import (
-    ClassifierHead,
-    DataShape,
-    Family,
-    Targets,
-    fixed_length,
-    positional_loss,
-)
+from captchalab.models.family import ClassifierHead, PositionalFamily
 from captchalab.models.registry import register
 
 
 @register("multihead")
-class MultiHead(Family):
+class MultiHead(PositionalFamily):
     """Backbone -> wider context -> global average + max pooling -> ``length`` softmaxes."""
-
-    decoder = "positions"
 
     def __init__(self, num_classes: int, height: int, width: int, length: int,
                  hidden: int = 256, dropout: float = 0.3,
@@ -46,10 +37,6 @@ class MultiHead(Family):
         self.context = nn.Sequential(*stages)
         self.head = ClassifierHead(2 * context_channels, length * num_classes, hidden, dropout)
 
-    @classmethod
-    def configure(cls, shape: DataShape, **options) -> dict:
-        return super().configure(shape, length=fixed_length(cls.family, shape), **options)
-
     def features(self, images: torch.Tensor) -> torch.Tensor:
         maps = self.context(self.backbone(images))
         return torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
@@ -57,9 +44,6 @@ class MultiHead(Family):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         scores = self.head(self.features(images)).view(-1, self.length, self.num_classes)
         return F.log_softmax(scores, dim=-1)
-
-    def loss(self, log_probs: torch.Tensor, targets: Targets) -> torch.Tensor:
-        return positional_loss(log_probs, targets)
 
 
 @register("multihead-spatial")

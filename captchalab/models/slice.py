@@ -13,14 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone
-from captchalab.models.family import (
-    ClassifierHead,
-    DataShape,
-    Family,
-    Targets,
-    fixed_length,
-    positional_loss,
-)
+from captchalab.models.family import ClassifierHead, DataShape, PositionalFamily
 from captchalab.models.registry import register
 
 
@@ -39,10 +32,8 @@ def slice_fractions(boundaries: list[float] | None, length: int, source_width: f
 
 
 @register("slice")
-class SliceClassifier(Family):
+class SliceClassifier(PositionalFamily):
     """Each slice is resized to one common width, then backbone -> flattened map -> softmax."""
-
-    decoder = "positions"
 
     def __init__(self, num_classes: int, height: int, width: int, length: int,
                  slices: list[float], hidden: int = 256, dropout: float = 0.3,
@@ -59,9 +50,9 @@ class SliceClassifier(Family):
 
     @classmethod
     def configure(cls, shape: DataShape, slices: list[float] | None = None, **options) -> dict:
-        length = fixed_length(cls.family, shape)
-        return super().configure(shape, length=length, **options,
-                                 slices=slice_fractions(slices, length, shape.source_width))
+        config = super().configure(shape, **options)
+        config["slices"] = slice_fractions(slices, config["length"], shape.source_width)
+        return config
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height = images.shape[2]
@@ -71,6 +62,3 @@ class SliceClassifier(Family):
         stacked = torch.stack(pieces, dim=1).flatten(0, 1)  # (N * L, 1, H, slice_width)
         scores = self.head(self.backbone(stacked).flatten(1))
         return F.log_softmax(scores.view(-1, self.length, self.num_classes), dim=-1)
-
-    def loss(self, log_probs: torch.Tensor, targets: Targets) -> torch.Tensor:
-        return positional_loss(log_probs, targets)

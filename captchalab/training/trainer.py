@@ -301,7 +301,8 @@ class Trainer:
         if not len(data.val):
             return {}, settings
         outputs = self._val_outputs(model, data).numpy()
-        return self._tune(get_decoder(model.decoder), outputs, data, settings)[::-1]
+        tuned, metrics = self._tune(get_decoder(model.decoder), outputs, data, settings)
+        return metrics, tuned
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
