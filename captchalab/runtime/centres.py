@@ -58,6 +58,8 @@ def annotate_centres(recognizer: Recognizer, data_dir: str | Path, out: str | Pa
         for sample, log_probs in zip(chunk, outputs.astype(np.float64)):
             labels = recognizer.alphabet.encode(sample.label)
             frames = len(log_probs)
+            if advance:
+                advance()
             if len(labels) > frames:
                 skipped += 1
                 continue
@@ -68,8 +70,6 @@ def annotate_centres(recognizer: Recognizer, data_dir: str | Path, out: str | Pa
             rows.append({"file": sample.path.name, "label": sample.label, "centres": centres,
                          "source": "ctc-alignment"})
             probabilities.append(float(np.exp(ctc.sequence_log_prob(log_probs, labels))))
-            if advance:
-                advance()
     write_centres(out, rows)
     return CentreAnnotation(out, len(rows), skipped,
                             float(np.mean(probabilities)) if probabilities else 0.0)

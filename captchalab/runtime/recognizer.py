@@ -11,7 +11,7 @@ import numpy as np
 from captchalab.data.alphabet import Alphabet
 from captchalab.data.preprocess import ImageInput, Preprocessing
 from captchalab.runtime.artifact import ModelFile, load_model_file
-from captchalab.runtime.decoded import Decoded, DecodingSettings
+from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import get_decoder
 
 
@@ -90,15 +90,11 @@ class Recognizer:
         """Predictions for ``(N, H, W)`` uint8 arrays from ``self.preprocessing.load``."""
         return self.decode(self.outputs(pixels), decoding)
 
-    def decode_raw(self, outputs: np.ndarray, decoding: DecodingSettings | None = None
-                   ) -> list[Decoded]:
-        return self.decoder(outputs, decoding or self.decoding)
-
     def decode(self, outputs: np.ndarray, decoding: DecodingSettings | None = None
                ) -> list[Prediction]:
         return [Prediction(self.alphabet.decode(d.labels), d.confidence, d.char_confidences,
                            self.decoder.ordered)
-                for d in self.decode_raw(outputs, decoding)]
+                for d in self.decoder(outputs, decoding or self.decoding)]
 
     def predict(
         self,
