@@ -21,7 +21,7 @@ from captchalab.data import DatasetError, read_labelled_folder, split_samples
 from captchalab.data.annotations import ANNOTATIONS_FILE
 from captchalab.evaluation.metrics import headline
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
-from captchalab.models import family_class
+from captchalab.models import family_class, options_for
 from captchalab.runtime.artifact import ModelFileError
 from captchalab.runtime.centres import annotate_centres
 from captchalab.runtime.recognizer import Recognizer
@@ -98,12 +98,11 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = D
         entry = Entry(name)
         entries[name] = entry
         try:
-            run_config = replace(config, model=name, overwrite=True, resume=False)
+            run_config = replace(config, model=name, overwrite=True, resume=False,
+                                 model_options=options_for(name, config.model_options))
             if family_class(name).needs_centres:
                 centres, entry.note = _centres_for_heatmap(data_dir, out_dir, entries, config)
                 run_config = replace(run_config, centres=centres)
-            if name != "slice":
-                run_config = replace(run_config, model_options={})
             result = train(data_dir, out_dir / name, run_config, log, show_progress)
         except (DatasetError, ModelFileError, ValueError) as error:
             entry.error = str(error)

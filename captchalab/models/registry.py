@@ -42,3 +42,11 @@ def build(name: str, **config) -> Family:
     model.config = {k: list(v) if isinstance(v, tuple) else v
                     for k, v in bound.arguments.items()}
     return model
+
+
+def options_for(name: str, options: dict) -> dict:
+    """The subset of ``options`` that family ``name`` takes (e.g. ``slices`` only for slice)."""
+    cls = family_class(name)
+    taken = set(inspect.signature(cls).parameters) | set(
+        inspect.signature(cls.configure).parameters)
+    return {key: value for key, value in options.items() if key in taken}
