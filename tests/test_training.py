@@ -37,3 +37,33 @@ def test_augmentation_keeps_shape_and_changes_images():
     assert not torch.allclose(augmented, images)
     again = Augmentation()(images, torch.Generator().manual_seed(0))
     assert torch.equal(augmented, again)  # reproducible with the same generator
+
+
+def test_augmentation_moves_points_with_their_pixels():
+    images = torch.zeros(2, 1, 32, 128)
+    images[0, 0, 12, 40] = images[1, 0, 20, 90] = 1.0
+    points = torch.tensor([[[40.5, 12.5]], [[90.5, 20.5]]])  # the pixels' centres
+    strong = Augmentation(rotation_degrees=20, shear=0.3, probability=1.0, noise=0.0,
+                          brightness=0.0, contrast=(1.0, 1.0))
+    moved = strong(images, torch.Generator().manual_seed(3), points)
+    for i in range(2):
+        row, column = divmod(int(torch.argmax(moved[i, 0])), 128)
+        assert abs(points[i, 0, 0] - (column + 0.5)) <= 1.0
+        assert abs(points[i, 0, 1] - (row + 0.5)) <= 1.0
+    assert not torch.equal(points, torch.tensor([[[40.5, 12.5]], [[90.5, 20.5]]]))
+
+
+def test_generator_centres_are_read_and_scaled_to_the_model_input(rings_train):
+    from captchalab.data import read_labelled_folder
+    from captchalab.training.progress import ProgressReporter
+    from captchalab.training.trainer import prepare_data
+
+    folder = read_labelled_folder(rings_train)
+    config = TrainConfig(model="heatmap")
+    data = prepare_data(folder, config, ProgressReporter(False), needs_centres=True)
+    first = json.loads((rings_train / "annotations.jsonl").read_text().splitlines()[0])
+    index = [s.path.name for s in data.train].index(first["file"])
+    scale = torch.tensor([data.preprocessing.width / 310, data.preprocessing.height / 80])
+    expected = torch.tensor(first["centres"]) * scale
+    assert torch.allclose(data.train_centres[index], expected, atol=1e-3)
+    assert data.train_centres.shape == (len(data.train), 6, 2)
