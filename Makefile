@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test lint clean bench-families
+.PHONY: install demo test lint clean bench-families bench-few-labels bench-audit
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ bench-families: install  # every family on captcha_v2 and on rings (BENCHMARKS.m
 	$(BIN)/captchalab compare runs/rings3000 --out runs/compare_rings --val-split 0.3334 \
 		--epochs 15 --models slice,crnn,heatmap,multihead-spatial \
 		--slices 54,110,170,215,262 --quiet --overwrite
+
+V2 := ../shared/datasets/captcha_v2/images
+
+bench-few-labels: install  # captcha_v2 with 100 labels, from scratch and pretrained; ~35 min
+	$(BIN)/captchalab audit $(V2) --sizes 100 --seeds 3 --max-minutes 6 --quiet --overwrite \
+		--out runs/few_labels/scratch
+	$(BIN)/captchalab audit $(V2) --sizes 100 --seeds 3 --max-minutes 6 --quiet --overwrite \
+		--pretrain benchmarks/schemes/lookalike_v2.toml --out runs/few_labels/lookalike
+
+bench-audit: install  # the default audit of captcha_v2 (BENCHMARKS.md); about 27 min
+	$(BIN)/captchalab audit $(V2) --quiet --overwrite --out runs/audit_v2
 
 test: install
 	$(BIN)/python -m pytest -q

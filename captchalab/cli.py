@@ -67,6 +67,7 @@ def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
+    from captchalab.training.pretrain import PRETRAIN_STEPS
     from captchalab.training.trainer import TrainConfig
 
     defaults = TrainConfig()
@@ -76,10 +77,29 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "(226md.png, 226md_2.png) or listed in labels.csv/labels.txt. OUT receives "
         "model.safetensors (the best model by validation accuracy), metrics.jsonl, curves.png "
         "and a checkpoint for --resume.")
-    p.add_argument("data", type=Path, help="folder of labelled images")
+    p.add_argument("data", type=Path, nargs="?",
+                   help="folder of labelled images (or none, with --scheme)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--model", default=defaults.model, help=FAMILY_HELP)
+    p.add_argument("--model", help=FAMILY_HELP + f" (default: {defaults.model}, or the family "
+                   "of --init)")
     _add_training_options(p, defaults)
+    group = p.add_argument_group("starting from another model (few labels)")
+    group.add_argument("--pretrain", metavar="SCHEME",
+                       help="first pretrain on synthetic captchas of SCHEME (a built-in name "
+                       "or a .toml file) drawn with DATA's symbols and size, then fine-tune "
+                       "on DATA; the pretrained model is cached and reused")
+    group.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS, metavar="N",
+                       help="optimiser steps of pretraining (default: %(default)s)")
+    group.add_argument("--scheme", metavar="SCHEME",
+                       help="train on synthetic captchas of SCHEME drawn on the fly, no DATA "
+                       "(fresh images every epoch)")
+    group.add_argument("--init", type=Path, metavar="MODEL",
+                       help="start from this model file's weights and preprocessing; its "
+                       "alphabet may differ (shared symbols carry over, new ones start fresh)")
+    group.add_argument("--freeze-epochs", type=int, default=defaults.freeze_epochs,
+                       metavar="N", help="keep the backbone fixed for the first N epochs")
+    group.add_argument("--backbone-lr", type=float, default=defaults.backbone_lr, metavar="F",
+                       help="the backbone's learning rate as a fraction of --lr (e.g. 0.1)")
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
@@ -98,6 +118,40 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=_names, default=",".join(DEFAULT_MODELS),
                    help="comma-separated families (default: %(default)s)")
     _add_training_options(p, TrainConfig())
+
+
+def _add_audit(commands: argparse._SubParsersAction) -> None:
+    from captchalab.evaluation.audit import AUDIT_VAL_SPLIT, DEFAULT_MINUTES, DEFAULT_SIZES
+
+    p = commands.add_parser(
+        "audit", help="how many labelled captchas break this scheme: a learning curve",
+        description="Train the default recipe on growing subsets of DATA (the same validation "
+        "images for every run, several seeds for small subsets) and write OUT/audit.md, "
+        "audit.json and audit.png: accuracy against the number of labels, the labels needed "
+        "for 50/90/99%% of whole captchas, the most confused characters and a verdict.")
+    p.add_argument("data", type=Path, help="folder of labelled images")
+    p.add_argument("--out", type=Path, help="output folder (default: audit_<DATA name>)")
+    p.add_argument("--sizes", default=DEFAULT_SIZES,
+                   help="training subset sizes, 'all' for every training image "
+                   "(default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="runs per size below 200 labels (default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=DEFAULT_MINUTES,
+                   help="training budget of the whole audit, shared out by subset size "
+                   "(default: %(default)s; pretraining comes on top, once, then is cached)")
+    p.add_argument("--pretrain", metavar="SCHEME_OR_MODEL",
+                   help="start every run from a model file, or from a model pretrained on "
+                   "this synthetic scheme (built-in name or .toml)")
+    p.add_argument("--model", default="crnn", help=FAMILY_HELP)
+    p.add_argument("--val-split", type=float, default=AUDIT_VAL_SPLIT,
+                   help="share of images held out for validation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the subsets")
+    p.add_argument("--height", type=int, help="input height in pixels")
+    p.add_argument("--case-insensitive", action="store_true", help="fold labels to lower case")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing audit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_decoding(p: argparse.ArgumentParser) -> None:
@@ -119,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
     _add_compare(commands)
+    _add_audit(commands)
 
     p = commands.add_parser(
         "evaluate", help="measure a model on a labelled folder",
@@ -144,12 +199,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "generate", help="write synthetic labelled captchas",
-        description="Write COUNT images <label>_<n>.png of a built-in SCHEME into OUT, with "
-        "annotations.jsonl (each character's centre and box).")
-    p.add_argument("scheme", help="built-in scheme: rings")
+        description="Write COUNT images <label>_<n>.png of SCHEME into OUT, with "
+        "annotations.jsonl (each character's centre and box). SCHEME is a built-in preset "
+        "or a scheme TOML file (see README, 'Synthetic schemes'). The same seed gives the "
+        "same files for any number of workers.")
+    from os import cpu_count
+
+    from captchalab.generators.scheme import schemes
+
+    p.add_argument("scheme", help=f"built-in ({', '.join(schemes())}) or a .toml file")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=cpu_count() or 1,
+                   help="processes drawing images (default: the number of CPUs, %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = commands.add_parser(
@@ -213,13 +276,29 @@ def describe_metrics(metrics: dict) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from captchalab.models import family_class
+    from captchalab.runtime.artifact import read_metadata
     from captchalab.training import train
+    from captchalab.training.pretrain import pretrain
 
+    if args.model is None:
+        args.model = read_metadata(args.init)["family"] if args.init else "crnn"
     if args.slices and args.model != "slice":
         raise CommandError("--slices applies to --model slice")
     if args.centres and not family_class(args.model).needs_centres:
         raise CommandError("--centres applies to --model heatmap")
+    if (args.data is None) == (args.scheme is None):
+        raise CommandError("give DATA (a folder of labelled images) or --scheme, not both")
+    if args.pretrain and (args.init or args.scheme):
+        raise CommandError("--pretrain makes its own starting model: drop --init/--scheme")
+    if (args.init or args.pretrain) and args.resume:
+        raise CommandError("--init and --pretrain start a new run; --resume continues one")
     config = _train_config(args, args.model)
+    config.scheme = args.scheme
+    config.init = str(args.init) if args.init else None
+    config.freeze_epochs, config.backbone_lr = args.freeze_epochs, args.backbone_lr
+    if args.pretrain:
+        config.init = str(pretrain(args.data, args.pretrain, config, log=_stderr,
+                                   show_progress=not args.quiet, steps=args.pretrain_steps))
     result = train(args.data, args.out, config, log=_stderr, show_progress=not args.quiet)
     metrics = result.metrics
     if metrics:
@@ -242,6 +321,26 @@ def run_compare(args: argparse.Namespace) -> int:
                       log=_stderr, show_progress=not args.quiet)
     print((args.out / "compare.md").read_text(encoding="utf-8"), end="")
     return EXIT_ERROR if all(e.error for e in entries) else 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from captchalab.evaluation.audit import audit
+    from captchalab.training import TrainConfig
+
+    out = args.out or Path(f"audit_{args.data.resolve().name}")
+    if (out / "audit.json").exists() and not args.overwrite:
+        raise CommandError(f"{out / 'audit.json'}: already exists; pass --overwrite to audit "
+                           "again")
+    if args.seeds < 1 or args.max_minutes <= 0:
+        raise CommandError("--seeds must be at least 1 and --max-minutes above 0")
+    config = TrainConfig(model=args.model, val_split=args.val_split, seed=args.seed,
+                         device=args.device, case_insensitive=args.case_insensitive,
+                         skip_bad=args.skip_bad, **({"height": args.height} if args.height
+                                                    else {}))
+    audit(args.data, out, args.sizes, config, args.max_minutes, args.seeds, args.pretrain,
+          log=_stderr, show_progress=not args.quiet)
+    print((out / "audit.md").read_text(encoding="utf-8"), end="")
+    return 0
 
 
 def run_annotate_centres(args: argparse.Namespace) -> int:
@@ -346,12 +445,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from captchalab.generators import generate
+    from captchalab.generators import generate, load_scheme
     from captchalab.training.progress import ProgressReporter
 
-    with ProgressReporter(not args.quiet).task(f"generating {args.scheme}", args.count) as advance:
-        out = generate(args.scheme, args.count, args.out, args.seed, advance)
-    print(f"wrote {args.count} {args.scheme} captchas to {out}")
+    scheme = load_scheme(args.scheme)  # a bad scheme file fails here, before any output
+    with ProgressReporter(not args.quiet).task(f"generating {scheme.name}", args.count) as advance:
+        out = generate(scheme, args.count, args.out, args.seed, advance, workers=args.workers)
+    print(f"wrote {args.count} {scheme.name} captchas to {out}")
     return 0
 
 
@@ -361,7 +461,7 @@ def _stderr(message: str) -> None:
 
 COMMANDS = {"train": run_train, "compare": run_compare, "evaluate": run_evaluate,
             "predict": run_predict, "generate": run_generate,
-            "annotate-centres": run_annotate_centres}
+            "annotate-centres": run_annotate_centres, "audit": run_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,19 +7,17 @@ with its reason instead of stopping the others.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from captchalab.data import DatasetError, read_labelled_folder, split_samples
 from captchalab.data.annotations import ANNOTATIONS_FILE
 from captchalab.evaluation.metrics import headline
+from captchalab.evaluation.reporting import machine, now, png_bytes, pyplot
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.models import family_class, options_for
 from captchalab.runtime.artifact import ModelFileError
@@ -130,8 +128,7 @@ def write_comparison(entries: Sequence[Entry], data_dir: Path, out_dir: Path,
     setting = {
         "data": str(data_dir), "val_split": config.val_split, "seed": config.seed,
         "max_minutes": config.max_minutes, "epochs": config.epochs,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(), "date": now(),
     }
     atomic_write_text(out_dir / "compare.json", json.dumps(
         {"setting": setting, "results": [asdict(e) for e in entries]}, indent=2) + "\n")
@@ -167,11 +164,7 @@ def comparison_table(entries: Sequence[Entry], setting: dict) -> str:
 
 
 def _chart(entries: Sequence[Entry]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     done = [e for e in entries if not e.error]
     names = [e.model for e in done] or ["(none)"]
     figure, (accuracy_axis, speed_axis) = plt.subplots(1, 2, figsize=(11, 0.5 * len(names) + 1.6))
@@ -183,7 +176,4 @@ def _chart(entries: Sequence[Entry]) -> bytes:
     for axis in (accuracy_axis, speed_axis):
         axis.invert_yaxis()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return png_bytes(figure)

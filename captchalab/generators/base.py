@@ -1,67 +1,113 @@
-"""Synthetic captcha schemes by name, and writing a labelled folder of them."""
+"""Synthetic captchas by scheme, and writing a labelled folder of them (in parallel)."""
 
 from __future__ import annotations
 
-import io
-import random
+import math
+import multiprocessing
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from PIL import Image
-
 from captchalab.data.annotations import ANNOTATIONS_FILE, write_centres
-from captchalab.fileio import atomic_write_bytes
+from captchalab.generators.drawing import Rendered
+from captchalab.generators.png import encode_png
+from captchalab.generators.scheme import Scheme, load_scheme, schemes
+
+__all__ = ["ANNOTATIONS_FILE", "Rendered", "generate", "render", "schemes"]
+
+CHUNK = 64  # images per task handed to a worker
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """A generated captcha: image, label, and each character's centre and box (pixels)."""
-
-    image: Image.Image
-    label: str
-    centres: list[tuple[float, float]]
-    boxes: list[tuple[int, int, int, int]]
-
-
-Renderer = Callable[[random.Random], Rendered]
-
-
-def schemes() -> dict[str, Renderer]:
-    """Built-in schemes by name."""
-    from captchalab.generators.rings import render_rings
-
-    return {"rings": render_rings}
-
-
-def render(scheme: str, seed: int, index: int) -> Rendered:
+def render(scheme: str | Path | Scheme, seed: int, index: int) -> Rendered:
     """Image ``index`` of ``scheme`` for ``seed``: the same inputs always give the same image."""
-    known = schemes()
-    if scheme not in known:
-        raise ValueError(f"unknown captcha scheme {scheme!r} (known: {', '.join(sorted(known))})")
-    return known[scheme](random.Random(f"{scheme}:{seed}:{index}"))
+    return load_scheme(scheme).render(seed=seed, index=index)
 
 
-def generate(scheme: str, count: int, out: str | Path, seed: int = 0,
-             advance: Callable[[], None] | None = None) -> Path:
-    """Write ``count`` images ``<label>_<n>.png`` and ``annotations.jsonl`` into ``out``."""
-    if count < 1:
-        raise ValueError(f"--count must be at least 1, got {count}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _publish(path: Path, item: Rendered) -> None:
+    """Write the PNG beside ``path`` and rename it into place: readers never see half a file.
+
+    Unlike fileio.atomic_write_bytes there is no fsync per image (it would cost more than
+    drawing it); ``generate`` writes annotations.jsonl, with fsync, after every image.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(encode_png(item.image))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _write_chunk(scheme: Scheme, seed: int, out: Path, start: int, stop: int) -> list[dict]:
+    """Draw and write images ``start`` .. ``stop - 1``; their annotation rows."""
     rows = []
-    for index in range(count):
-        item = render(scheme, seed, index)
+    for index in range(start, stop):
+        item = scheme.render(seed=seed, index=index)
         name = f"{item.label}_{index}.png"
-        buffer = io.BytesIO()
-        item.image.save(buffer, format="PNG")
-        atomic_write_bytes(out / name, buffer.getvalue())
+        _publish(out / name, item)
         rows.append({
             "file": name, "label": item.label,
             "centres": [[round(x, 2), round(y, 2)] for x, y in item.centres],
             "boxes": [list(b) for b in item.boxes],
         })
-        if advance:
+    return rows
+
+
+_job: tuple[Scheme, int, Path] | None = None  # a worker process's scheme, seed and folder
+
+
+def _start_worker(scheme: Scheme, seed: int, out: Path) -> None:
+    global _job
+    _job = (scheme, seed, out)
+
+
+def _chunk_in_worker(span: tuple[int, int]) -> list[dict]:
+    assert _job is not None
+    return _write_chunk(*_job, *span)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a clean server process that has imported this module (started once
+    per process): fast to start, and safe beside threads (torch, a progress bar)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def generate(scheme: str | Path | Scheme, count: int, out: str | Path, seed: int = 0,
+             advance: Callable[[], None] | None = None, workers: int = 1) -> Path:
+    """Write ``count`` images ``<label>_<n>.png`` and ``annotations.jsonl`` into ``out``.
+
+    ``scheme`` is a preset name, a TOML path or a :class:`Scheme`. ``workers`` processes draw
+    chunks of images; the files are the same for any number of workers.
+    """
+    if count < 1:
+        raise ValueError(f"--count must be at least 1, got {count}")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    resolved = load_scheme(scheme)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = max(1, min(CHUNK, math.ceil(count / (4 * workers))))
+    spans = [(start, min(start + size, count)) for start in range(0, count, size)]
+    rows: list[dict] = []
+
+    def collect(chunk: list[dict]) -> None:
+        rows.extend(chunk)
+        for _ in chunk if advance else ():
             advance()
+
+    if workers == 1 or len(spans) == 1:
+        for start, stop in spans:
+            collect(_write_chunk(resolved, seed, out, start, stop))
+    else:
+        # an executor, unlike multiprocessing.Pool, fails instead of hanging if workers die
+        with ProcessPoolExecutor(min(workers, len(spans)), _context(), _start_worker,
+                                 (resolved, seed, out)) as executor:
+            for chunk in executor.map(_chunk_in_worker, spans):
+                collect(chunk)
     write_centres(out / ANNOTATIONS_FILE, rows)
     return out

@@ -20,6 +20,7 @@ class CRNN(Family):
     """
 
     decoder = "ctc"
+    class_outputs = ("classifier",)
 
     def __init__(
         self,

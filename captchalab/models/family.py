@@ -44,6 +44,9 @@ class Family(nn.Module):
     family: str = ""
     decoder: str = "ctc"
     needs_centres: bool = False
+    # layers whose output rows are laid out per class (repeated per position where the
+    # family reads positions): fine-tuning on another alphabet remaps these rows by symbol
+    class_outputs: tuple[str, ...] = ()
     config: dict
 
     @classmethod
@@ -71,6 +74,7 @@ class PositionalFamily(Family):
     one softmax per position, trained with label-smoothed cross-entropy."""
 
     decoder = "positions"
+    class_outputs = ("head.4",)  # the last layer of ClassifierHead
 
     @classmethod
     def configure(cls, shape: DataShape, **options) -> dict:

@@ -54,6 +54,7 @@ class CentreHeatmap(Family):
     """
 
     decoder = "heatmap"
+    class_outputs = ("head.1",)
     needs_centres = True
 
     def __init__(self, num_classes: int, height: int, width: int, hidden: int = 128,

@@ -21,6 +21,7 @@ class MultiLabel(Family):
     """Backbone -> per-position symbol evidence -> global max pooling -> a logit per symbol."""
 
     decoder = "presence"
+    class_outputs = ("evidence.2",)
 
     def __init__(self, num_classes: int, height: int, width: int, hidden: int = 128,
                  dropout: float = 0.2, widths: tuple[int, int, int, int] = DEFAULT_WIDTHS) -> None:

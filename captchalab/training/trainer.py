@@ -25,8 +25,14 @@ from captchalab.data.dataset import DatasetError
 from captchalab.data.preprocess import DEFAULT_HEIGHT
 from captchalab.evaluation.metrics import headline, reading_metrics
 from captchalab.fileio import atomic_write_text
+from captchalab.generators import Scheme, load_scheme
 from captchalab.models import DataShape, Family, Targets, build, family_class
-from captchalab.runtime.artifact import ModelFileError, load_model_file, save_model_file
+from captchalab.runtime.artifact import (
+    ModelFile,
+    ModelFileError,
+    load_model_file,
+    save_model_file,
+)
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import THRESHOLDS, Decoder, get_decoder
 from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
@@ -34,12 +40,23 @@ from captchalab.training.augment import Augmentation
 from captchalab.training.plots import plot_curves
 from captchalab.training.progress import ProgressReporter
 from captchalab.training.schedule import one_cycle
+from captchalab.training.synthetic import (
+    VALIDATION_SEED_OFFSET,
+    SyntheticStream,
+    draw,
+    fit_scheme,
+    padded_centres,
+    synthetic_folder,
+    synthetic_samples,
+)
+from captchalab.training.transfer import SIZE_KEYS, transfer_weights
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 TARGET_STEPS = 3000  # default schedule length when --epochs is not given
+VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not every one
 
 
 @dataclass
@@ -65,6 +82,12 @@ class TrainConfig:
     decoding: str = "beam"
     beam_width: int = 8
     centres: str | None = None  # annotations file for the heatmap family (default DATA/...)
+    init: str | None = None  # start from this model file's weights (its preprocessing too)
+    scheme: str | None = None  # train on this synthetic scheme, drawn on the fly
+    stream_epoch: int = 4096  # synthetic images per epoch (each epoch draws fresh ones)
+    stream_val: int = 512  # synthetic validation images (drawn once)
+    freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
+    backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of --lr
     model_options: dict = field(default_factory=dict)  # e.g. {"slices": [54, 110, ...]}
 
 
@@ -94,6 +117,25 @@ class PreparedData:
     val_lengths: torch.Tensor
     train_centres: torch.Tensor | None = None  # (N, L, 2) in model-input pixels
     val_centres: torch.Tensor | None = None
+    stream: SyntheticStream | None = None  # draws each epoch's training images
+    drawn_epoch: int = -1
+
+    def next_epoch(self, epoch: int, prefetch: bool = True) -> None:
+        """Swap in epoch ``epoch``'s fresh synthetic images (nothing to do for a folder);
+        with ``prefetch`` the next epoch's start drawing in the background."""
+        if self.stream is None or epoch == self.drawn_epoch:
+            return
+        drawn = self.stream.epoch(epoch, prefetch)
+        self.train = synthetic_samples(self.stream.scheme, drawn.labels)
+        self.train_pixels = drawn.pixels
+        self.train_targets, self.train_lengths = encode_labels(drawn.labels, self.alphabet)
+        if self.train_centres is not None:
+            self.train_centres = padded_centres(drawn.centres, self.train_targets.shape[1])
+        self.drawn_epoch = epoch
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
     @property
     def label_lengths(self) -> list[int]:
@@ -136,13 +178,15 @@ def load_centres(samples: list[Sample], table: dict, source: Path,
 def prepare_data(
     folder: LabelledFolder, config: TrainConfig, reporter: ProgressReporter,
     preprocessing: Preprocessing | None = None, needs_centres: bool = False,
+    split: tuple[list[Sample], list[Sample]] | None = None,
 ) -> PreparedData:
-    """Split, fit the preprocessing on the training images and load every image once.
+    """Split (unless ``split`` gives the training and validation samples), fit the
+    preprocessing on the training images and load every image once.
 
     A given ``preprocessing`` (when resuming) is used as it is; otherwise its size and
     normalisation statistics are fitted to the training images.
     """
-    train, val = split_samples(folder.samples, config.val_split, config.seed)
+    train, val = split or split_samples(folder.samples, config.val_split, config.seed)
     fitted = preprocessing is None
     if preprocessing is None:
         preprocessing = Preprocessing.fit([s.size for s in train], config.height)
@@ -176,6 +220,55 @@ def prepare_data(
     return data
 
 
+def parameter_groups(model: Family, backbone_lr: float) -> list[dict]:
+    """The backbone's parameters and the rest, each with its learning-rate factor."""
+    backbone = [p for name, p in model.named_parameters() if name.startswith("backbone.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("backbone.")]
+    return [{"params": backbone, "lr_scale": backbone_lr}, {"params": rest, "lr_scale": 1.0}]
+
+
+def set_backbone_frozen(model: Family, frozen: bool) -> None:
+    for name, parameter in model.named_parameters():
+        if name.startswith("backbone."):
+            parameter.requires_grad_(not frozen)
+
+
+def prepare_stream(
+    scheme: Scheme, config: TrainConfig, reporter: ProgressReporter,
+    preprocessing: Preprocessing | None = None, needs_centres: bool = False,
+    alphabet: Alphabet | None = None, lengths: list[int] | None = None,
+) -> PreparedData:
+    """Synthetic training data: a fixed validation set and a stream of fresh epochs.
+
+    ``alphabet`` and ``lengths`` make the scheme draw the symbols and label lengths of the
+    data a pretrained model is meant for; ``preprocessing`` fixes the model input size.
+    """
+    scheme = fit_scheme(scheme, alphabet, lengths)
+    fitted = preprocessing is None
+    if preprocessing is None:
+        preprocessing = Preprocessing.fit([scheme.size], config.height)
+    with reporter.task(f"drawing {config.stream_val} {scheme.name} validation captchas", 1):
+        val = draw(scheme, preprocessing, config.seed + VALIDATION_SEED_OFFSET, 0,
+                   config.stream_val)
+    alphabet = Alphabet(scheme.alphabet)
+    val_targets, val_lengths = encode_labels(val.labels, alphabet)
+    stream = SyntheticStream(scheme, preprocessing, config.stream_epoch, config.seed)
+    empty = torch.zeros(0, 1, dtype=torch.long)
+    data = PreparedData(synthetic_folder(scheme, val.labels), alphabet, preprocessing, [],
+                        synthetic_samples(scheme, val.labels), np.zeros((0, 1, 1), np.uint8),
+                        val.pixels, empty, empty[:, 0], val_targets, val_lengths,
+                        stream=stream)
+    if needs_centres:
+        data.val_centres = padded_centres(val.centres, val_targets.shape[1])
+        data.train_centres = torch.zeros(0, 1, 2)
+    with reporter.task(f"drawing {config.stream_epoch} {scheme.name} training captchas", 1):
+        data.next_epoch(0)
+    if fitted:
+        data.preprocessing = preprocessing.with_statistics(data.train_pixels)
+        stream.preprocessing = data.preprocessing
+    return data
+
+
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], list]:
     state = optimizer.state_dict()
     tensors = {
@@ -195,12 +288,25 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: 
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+@dataclass(frozen=True)
+class StreamTarget:
+    """The real data a synthetic stream is drawn for: its symbols, lengths and input."""
+
+    alphabet: Alphabet
+    lengths: list[int]
+    preprocessing: Preprocessing
+
+
 class Trainer:
     """One training run; ``run()`` returns the best model by validation accuracy."""
 
-    def __init__(self, data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-                 log: Callable[[str], None] = print, show_progress: bool = True) -> None:
-        self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
+    def __init__(self, data_dir: str | Path | None, out_dir: str | Path, config: TrainConfig,
+                 log: Callable[[str], None] = print, show_progress: bool = True,
+                 split: tuple[list[Sample], list[Sample]] | None = None,
+                 target: StreamTarget | None = None) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.out_dir = Path(out_dir)
+        self.split, self.target = split, target
         self.config, self.log = config, log
         self.reporter = ProgressReporter(enabled=show_progress)
         self.device = resolve_device(config.device)
@@ -238,7 +344,8 @@ class Trainer:
             "decoding": asdict(decoding),
             "metrics": metrics,
             "data": {
-                "folder": self.data_dir.name,
+                "folder": data.folder.root.name,
+                **({"scheme": self.config.scheme} if data.stream else {}),
                 "fingerprint": data.folder.fingerprint,
                 "train_count": len(data.train),
                 "val_count": len(data.val),
@@ -319,24 +426,59 @@ class Trainer:
             if not checkpoint_path.is_file():
                 raise ModelFileError(f"{checkpoint_path}: no checkpoint to resume from")
             resumed = load_model_file(checkpoint_path)
-        folder = self._read()
-        preprocessing = None
+        preprocessing = self.target.preprocessing if self.target else None
+        source = None
+        if config.init and resumed is None:
+            source = load_model_file(config.init)
+            preprocessing = Preprocessing.from_dict(source.metadata["preprocessing"])
         if resumed is not None:
-            if resumed.metadata["data"]["fingerprint"] != folder.fingerprint:
-                raise ModelFileError(f"{checkpoint_path}: was trained on different data; "
-                                     "start a new run without --resume")
             preprocessing = Preprocessing.from_dict(resumed.metadata["preprocessing"])
         family = family_class(config.model)
-        data = prepare_data(folder, config, self.reporter, preprocessing, family.needs_centres)
+        data = self._prepare(family, preprocessing)
+        fingerprint = data.folder.fingerprint
+        if resumed is not None and resumed.metadata["data"]["fingerprint"] != fingerprint:
+            raise ModelFileError(f"{checkpoint_path}: was trained on different data; "
+                                 "start a new run without --resume")
+        try:
+            return self._train(data, family, resumed, source)
+        finally:
+            data.close()
+
+    def _prepare(self, family: type[Family], preprocessing: Preprocessing | None
+                 ) -> PreparedData:
+        """The labelled folder's images, or a synthetic scheme's stream with ``--scheme``."""
+        config, target = self.config, self.target
+        if config.scheme:
+            return prepare_stream(load_scheme(config.scheme), config, self.reporter,
+                                  preprocessing, family.needs_centres,
+                                  target.alphabet if target else None,
+                                  target.lengths if target else None)
+        return prepare_data(self._read(), config, self.reporter, preprocessing,
+                            family.needs_centres, self.split)
+
+    def _train(self, data: PreparedData, family: type[Family], resumed: ModelFile | None,
+               source: ModelFile | None) -> TrainResult:
+        config = self.config
+        checkpoint_path = self.out_dir / CHECKPOINT_FILE
         if resumed is not None:
             model = build(resumed.metadata["family"], **resumed.metadata["config"])
         else:
-            model = build(config.model, **family.configure(data.shape(), **config.model_options))
+            settings = family.configure(data.shape(), **config.model_options)
+            if source is not None:  # the source's layer sizes, this data's alphabet and length
+                inherited = {k: v for k, v in source.metadata["config"].items()
+                             if k not in SIZE_KEYS}
+                settings = {**inherited, **settings}
+            model = build(config.model, **settings)
+        if source is not None:
+            moved = transfer_weights(model, source, data.alphabet, config.init)
+            self.log(f"started from {config.init}: {len(moved.shared)} symbols carried over"
+                     + (f", {len(moved.new)} new ({moved.new})" if moved.new else ""))
         model = model.to(self.device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                      weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(parameter_groups(model, config.backbone_lr),
+                                      lr=config.learning_rate, weight_decay=config.weight_decay)
         augmentation = Augmentation() if config.augment else None
         epochs, total_steps = self._planned_steps(len(data.train))
+        validate_every = max(1, -(-VALIDATE_EVERY_IMAGES // max(1, len(data.train))))
         budget = config.max_minutes * 60 if config.max_minutes else None
 
         epoch, step, elapsed, history = 0, 0, 0.0, []
@@ -365,12 +507,14 @@ class Trainer:
                 fraction = max(fraction, (time.monotonic() - started) / budget)
             return fraction
 
+        losses: list[float] = []  # since the last validation
         with self.reporter.task("training", total_steps, completed=step) as advance:
             while epoch < epochs and progress < 1.0:
+                data.next_epoch(epoch, prefetch=epoch + 1 < epochs)
                 model.train()
+                set_backbone_frozen(model, epoch < config.freeze_epochs)
                 generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
                 order = torch.randperm(len(data.train), generator=generator)
-                losses = []
                 for start in range(0, len(order), config.batch_size):
                     index = order[start : start + config.batch_size]
                     if len(index) < 2:
@@ -381,7 +525,8 @@ class Trainer:
                     if augmentation is not None:
                         images = augmentation(images, generator, targets.centres)
                     for group in optimizer.param_groups:
-                        group["lr"] = one_cycle(current_progress(), config.learning_rate)
+                        group["lr"] = (one_cycle(current_progress(), config.learning_rate)
+                                       * group["lr_scale"])
                     outputs = model(images.to(self.device))
                     loss = model.loss(outputs, Targets(
                         targets.labels.to(self.device), targets.lengths,
@@ -399,13 +544,16 @@ class Trainer:
                     if progress >= 1.0:
                         break
                 epoch += 1
+                if epoch % validate_every and epoch < epochs and progress < 1.0:
+                    continue
                 validation, tuned = self._validate(model, data)
                 record = {"epoch": epoch, "step": step,
                           "train_loss": float(np.mean(losses)) if losses else None,
-                          "lr": optimizer.param_groups[0]["lr"],
+                          "lr": optimizer.param_groups[-1]["lr"],
                           "seconds": round(time.monotonic() - started, 2), **validation}
                 history.append(record)
-                with (self.out_dir / METRICS_FILE).open("a" if epoch > 1 else "w") as stream:
+                losses = []
+                with (self.out_dir / METRICS_FILE).open("a" if len(history) > 1 else "w") as stream:
                     stream.write(json.dumps(record) + "\n")
                 score = (record.get("val_accuracy", 0.0), -(record.get("val_loss") or 0.0))
                 if not data.val or score > best_score:
@@ -444,6 +592,12 @@ class Trainer:
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
-          log: Callable[[str], None] = print, show_progress: bool = True) -> TrainResult:
-    """Train a model on a labelled folder; writes model.safetensors, metrics.jsonl, curves.png."""
-    return Trainer(data_dir, out_dir, config or TrainConfig(), log, show_progress).run()
+          log: Callable[[str], None] = print, show_progress: bool = True,
+          split: tuple[list[Sample], list[Sample]] | None = None) -> TrainResult:
+    """Train a model on a labelled folder; writes model.safetensors, metrics.jsonl, curves.png.
+
+    ``split`` fixes the training and validation samples (of that folder) instead of
+    ``config.val_split``: an audit trains on subsets against one validation set.
+    """
+    return Trainer(data_dir, out_dir, config or TrainConfig(), log, show_progress,
+                   split).run()

@@ -1,0 +1,233 @@
+"""``audit``: how many labelled captchas does an attacker need to break this scheme?
+
+Trains the default recipe on growing subsets of a labelled folder (the same validation
+images for every run, a few seeds for the small sizes) and writes ``audit.json``, ``audit.md``
+and ``audit.png``: the learning curve with its spread, the labels needed for 50/90/99% of
+whole captchas, the characters most often confused, and a verdict in plain words.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from captchalab.data import Sample, read_labelled_folder, split_samples
+from captchalab.evaluation.metrics import headline
+from captchalab.evaluation.reporting import machine, now, png_bytes, pyplot
+from captchalab.fileio import atomic_write_bytes, atomic_write_text
+from captchalab.runtime.recognizer import Recognizer
+from captchalab.training.pretrain import pretrain as pretrain_model
+from captchalab.training.progress import ProgressReporter
+from captchalab.training.trainer import TrainConfig, train
+
+DEFAULT_SIZES = "25,50,100,200,400,all"
+DEFAULT_MINUTES = 25.0  # the whole audit's training budget
+LEVELS = (0.5, 0.9, 0.99)
+AUDIT_VAL_SPLIT = 0.2  # a larger validation set than training's: the curve is the product
+
+
+@dataclass
+class AuditRun:
+    size: int
+    seed: int
+    accuracy: float
+    char_accuracy: float | None
+    minutes: float
+    model_path: str
+
+
+@dataclass
+class AuditReport:
+    setting: dict
+    runs: list[AuditRun]
+    curve: list[dict]  # per size: mean, min, max accuracy and the number of runs
+    labels_needed: dict[str, float | None]  # "90%": labels (interpolated), None = not reached
+    confusions: list[dict] = field(default_factory=list)  # most confused (truth, reading)
+    verdict: str = ""
+
+
+def parse_sizes(text: str, available: int) -> list[int]:
+    """``25,50,all`` -> sorted distinct sizes no larger than ``available`` (``all`` = it)."""
+    sizes = set()
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part == "all":
+            sizes.add(available)
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise ValueError(f"--sizes takes positive numbers or 'all', got {part!r}")
+        sizes.add(min(int(part), available))
+    return sorted(sizes)
+
+
+def seeds_for(size: int, available: int, seeds: int) -> int:
+    """Small subsets vary most from draw to draw, so they get ``seeds`` runs; the rest one."""
+    return seeds if size < min(200, available) else 1
+
+
+def run_minutes(plan: Sequence[int], total: float) -> list[float]:
+    """The budget split over the runs in proportion to the square root of their sizes."""
+    weights = [math.sqrt(size) for size in plan]
+    return [total * w / sum(weights) for w in weights]
+
+
+def labels_needed(curve: Sequence[dict], level: float) -> float | None:
+    """Labels at which the mean accuracy first reaches ``level`` (log-interpolated)."""
+    previous = None
+    for point in curve:
+        if point["mean"] >= level:
+            if previous is None:
+                return float(point["size"])
+            (s0, a0), (s1, a1) = (previous["size"], previous["mean"]), (point["size"],
+                                                                         point["mean"])
+            t = (level - a0) / (a1 - a0)
+            return round(math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0))), 1)
+        previous = point
+    return None
+
+
+def confusion_pairs(truths: Sequence[str], readings: Sequence[str]) -> Counter:
+    """(true character, read character) counts, position by position, for same-length reads."""
+    pairs: Counter = Counter()
+    for truth, reading in zip(truths, readings):
+        if len(truth) == len(reading):
+            pairs.update((t, r) for t, r in zip(truth, reading) if t != r)
+    return pairs
+
+
+def verdict(curve: Sequence[dict], needed: dict[str, float | None]) -> str:
+    """The result for the scheme's owner, in one or two sentences."""
+    best = curve[-1]
+    if needed["90%"] is not None:
+        point = next(p for p in curve if p["mean"] >= 0.9)
+        strength = ("weak: cheap to break" if point["size"] <= 200 else
+                    "moderate: breakable with some labelling effort")
+        return (f"An attacker with {point['size']} labelled captchas solves "
+                f"{point['mean']:.1%} of them; the scheme is {strength}.")
+    return (f"With {best['size']} labelled captchas an attacker solves {best['mean']:.1%} of "
+            "them; 90% was not reached with the labels available, so more labels (or a "
+            "stronger attack such as pretraining on synthetic look-alikes) would be needed.")
+
+
+def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = DEFAULT_SIZES,
+          config: TrainConfig | None = None, max_minutes: float = DEFAULT_MINUTES,
+          seeds: int = 3, pretrain: str | None = None, log: Callable[[str], None] = print,
+          show_progress: bool = True) -> AuditReport:
+    """Learning curve of ``config``'s recipe on ``data_dir``. With ``pretrain`` (a model file,
+    or a synthetic scheme to pretrain on first, cached) every run starts from that model:
+    the attacker who draws look-alike captchas before labelling real ones."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    config = config or TrainConfig(val_split=AUDIT_VAL_SPLIT)
+    folder = read_labelled_folder(data_dir, config.alphabet, config.case_insensitive)
+    folder.raise_if_bad(config.skip_bad)
+    pool, val = split_samples(folder.samples, config.val_split, config.seed)
+    if not val:
+        raise ValueError(f"{data_dir}: too few images to hold out a validation set")
+    plan = [(size, seed) for size in parse_sizes(sizes, len(pool))
+            for seed in range(seeds_for(size, len(pool), seeds))]
+    minutes = run_minutes([size for size, _ in plan], max_minutes)
+    init = None
+    if pretrain:
+        init = (pretrain if pretrain.endswith(".safetensors") else
+                str(pretrain_model(data_dir, pretrain, config, log, show_progress,
+                                   split=(pool, val))))
+    log(f"audit of {data_dir}: {len(plan)} runs on subsets of {len(pool)} training images, "
+        f"{len(val)} validation images, {max_minutes:g} minutes of training in all")
+    runs, pairs = [], Counter()
+    reporter = ProgressReporter(show_progress)
+    with reporter.task("audit", len(plan)) as advance:
+        for (size, seed), budget in zip(plan, minutes):
+            subset = random.Random(f"{config.seed}:{size}:{seed}").sample(pool, size)
+            run_dir = out_dir / "runs" / f"{size}-seed{seed}"
+            run_config = replace(config, seed=seed, max_minutes=budget, init=init,
+                                 overwrite=True, resume=False)
+            result = train(data_dir, run_dir, run_config, log=lambda _: None,
+                           show_progress=False, split=(subset, val))
+            run = AuditRun(size, seed, headline(result.metrics),
+                           result.metrics.get("char_accuracy"), round(result.minutes, 2),
+                           str(result.model_path))
+            runs.append(run)
+            pairs += _confusions(result.model_path, val)
+            advance(status=f"{size} labels, seed {seed}: {run.accuracy:.1%}")
+    report = summarise(runs, pairs)
+    report.setting = {"data": str(data_dir), "train_pool": len(pool), "val_count": len(val),
+                      "sizes": sizes, "seeds": seeds, "max_minutes": max_minutes,
+                      "model": config.model, "pretrain": pretrain, "machine": machine(),
+                      "date": now()}
+    write_audit(report, out_dir)
+    return report
+
+
+def _confusions(model_path: Path, val: Sequence[Sample]) -> Counter:
+    recognizer = Recognizer.load(model_path, device="cpu")
+    if not recognizer.ordered:
+        return Counter()
+    readings = [p.characters for p in recognizer.predict([s.path for s in val])]
+    return confusion_pairs([s.label for s in val], readings)
+
+
+def summarise(runs: Sequence[AuditRun], pairs: Counter) -> AuditReport:
+    """The curve, the labels needed per level, the top confusions and the verdict."""
+    curve = []
+    for size in sorted({r.size for r in runs}):
+        values = [r.accuracy for r in runs if r.size == size]
+        curve.append({"size": size, "mean": sum(values) / len(values), "min": min(values),
+                      "max": max(values), "runs": len(values)})
+    needed = {f"{level:.0%}": labels_needed(curve, level) for level in LEVELS}
+    confusions = [{"truth": t, "read": r, "count": n} for (t, r), n in pairs.most_common(10)]
+    return AuditReport({}, list(runs), curve, needed, confusions, verdict(curve, needed))
+
+
+def write_audit(report: AuditReport, out_dir: Path) -> None:
+    """audit.json, audit.md and audit.png, each written atomically."""
+    atomic_write_text(out_dir / "audit.json", json.dumps(asdict(report), indent=2) + "\n")
+    atomic_write_text(out_dir / "audit.md", audit_markdown(report))
+    atomic_write_bytes(out_dir / "audit.png", _chart(report))
+
+
+def audit_markdown(report: AuditReport) -> str:
+    s = report.setting
+    lines = [f"# captchalab audit: {s['data']}", "", f"**{report.verdict}**", "",
+             f"{s['val_count']} validation images; training subsets drawn from "
+             f"{s['train_pool']}; model {s['model']}"
+             + (f" pretrained on {s['pretrain']}" if s["pretrain"] else "")
+             + f"; {s['max_minutes']:g} min of training in all; {s['machine']}; {s['date']}.",
+             "", "| labels | runs | whole-captcha accuracy (mean) | min | max |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {p['size']} | {p['runs']} | {p['mean']:.1%} | {p['min']:.1%} | "
+              f"{p['max']:.1%} |" for p in report.curve]
+    lines += ["", "| accuracy | labels needed |", "|---|---|"]
+    largest = report.curve[-1]["size"]
+    lines += [f"| {level} | {'more than ' + str(largest) if n is None else f'{n:g}'} |"
+              for level, n in report.labels_needed.items()]
+    if report.confusions:
+        lines += ["", "Most confused characters (true -> read, over all runs): "
+                  + ", ".join(f"{c['truth']}->{c['read']} ({c['count']})"
+                              for c in report.confusions)]
+    return "\n".join(lines) + "\n"
+
+
+def _chart(report: AuditReport) -> bytes:
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    sizes = [p["size"] for p in report.curve]
+    means = [100 * p["mean"] for p in report.curve]
+    axis.fill_between(sizes, [100 * p["min"] for p in report.curve],
+                      [100 * p["max"] for p in report.curve], alpha=0.25, label="min-max")
+    axis.plot(sizes, means, marker="o", label="mean")
+    for run in report.runs:
+        axis.plot(run.size, 100 * run.accuracy, ".", color="grey", alpha=0.6)
+    for level in LEVELS:
+        axis.axhline(100 * level, color="grey", linewidth=0.6, linestyle=":")
+    axis.set(xscale="log", ylim=(0, 100), xlabel="labelled training captchas",
+             ylabel="whole-captcha accuracy, %", title="How many labels break this scheme")
+    axis.set_xticks(sizes, [str(size) for size in sizes])
+    axis.minorticks_off()
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return png_bytes(figure)

@@ -1,0 +1,109 @@
+"""Training on synthetic captchas drawn on the fly (``train --scheme``, ``--pretrain``).
+
+Every epoch gets fresh images, drawn in a background process while the previous epoch
+trains, so pretraining never writes files and never sees the same captcha twice. Images go
+through the model's one :class:`~captchalab.data.Preprocessing`, as real ones do.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captchalab.data import Alphabet, LabelledFolder, Preprocessing, Sample
+from captchalab.generators import Scheme, SchemeError
+
+VALIDATION_SEED_OFFSET = 1_000_003  # validation images never repeat a training image
+
+
+@dataclass
+class Drawn:
+    """A batch of drawn captchas, preprocessed: pixels, labels and centres (input pixels)."""
+
+    pixels: np.ndarray  # (N, H, W) uint8
+    labels: list[str]
+    centres: list[list[tuple[float, float]]]
+
+
+def draw(scheme: Scheme, preprocessing: Preprocessing, seed: int, start: int, count: int
+         ) -> Drawn:
+    """Captchas ``start .. start + count`` of ``seed``, resized to the model input."""
+    scale = (preprocessing.width / scheme.width, preprocessing.height / scheme.height)
+    pixels, labels, centres = [], [], []
+    for index in range(start, start + count):
+        item = scheme.render(seed=seed, index=index)
+        pixels.append(preprocessing.load(item.image))
+        labels.append(item.label)
+        centres.append([(x * scale[0], y * scale[1]) for x, y in item.centres])
+    return Drawn(np.stack(pixels), labels, centres)
+
+
+def fit_scheme(scheme: Scheme, alphabet: Alphabet | None, lengths: list[int] | None) -> Scheme:
+    """``scheme`` drawing the symbols and label lengths of the data a model is meant for."""
+    if alphabet is not None and alphabet.symbols != scheme.alphabet:
+        scheme = replace(scheme, alphabet=alphabet.symbols)
+    if lengths:
+        span = (min(lengths), max(lengths))
+        if span != tuple(scheme.length):
+            if scheme.layout != "glyphs":
+                raise SchemeError(f"{scheme.source or scheme.name}: draws labels of "
+                                  f"{scheme.length[0]} characters, the data has {span}")
+            scheme = replace(scheme, length=span)
+    return scheme
+
+
+def synthetic_samples(scheme: Scheme, labels: list[str]) -> list[Sample]:
+    """Stand-in samples (label and original size) for drawn images, which have no file."""
+    root = Path(scheme.source or scheme.name)
+    return [Sample(root / f"{i}", label, scheme.size) for i, label in enumerate(labels)]
+
+
+def synthetic_folder(scheme: Scheme, labels: list[str]) -> LabelledFolder:
+    """What the trainer records of its data: the scheme's name and fingerprint."""
+    return LabelledFolder(Path(scheme.source or scheme.name), synthetic_samples(scheme, labels),
+                          alphabet=Alphabet(scheme.alphabet), fingerprint=scheme.fingerprint())
+
+
+class SyntheticStream:
+    """Fresh images for each epoch; the next epoch's are drawn while this one trains."""
+
+    def __init__(self, scheme: Scheme, preprocessing: Preprocessing, epoch_size: int,
+                 seed: int, background: bool = True) -> None:
+        self.scheme, self.preprocessing = scheme, preprocessing
+        self.epoch_size, self.seed = epoch_size, seed
+        self.executor: Executor | None = ProcessPoolExecutor(1) if background else None
+        self.pending: dict[int, Future] = {}
+
+    def _submit(self, epoch: int) -> None:
+        if self.executor is not None and epoch not in self.pending:
+            self.pending[epoch] = self.executor.submit(
+                draw, self.scheme, self.preprocessing, self.seed, epoch * self.epoch_size,
+                self.epoch_size)
+
+    def epoch(self, epoch: int, prefetch: bool = True) -> Drawn:
+        """The images of ``epoch`` (0-based); with ``prefetch`` start drawing the next's."""
+        future = self.pending.pop(epoch, None)
+        drawn = (future.result() if future is not None else
+                 draw(self.scheme, self.preprocessing, self.seed, epoch * self.epoch_size,
+                      self.epoch_size))
+        if prefetch:
+            self._submit(epoch + 1)
+        return drawn
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+
+def padded_centres(centres: list[list[tuple[float, float]]], width: int) -> torch.Tensor:
+    """``(N, width, 2)`` centres, zero beyond each label's end."""
+    table = torch.zeros(len(centres), width, 2)
+    for i, points in enumerate(centres):
+        if points:
+            table[i, : len(points)] = torch.tensor(points, dtype=torch.float32)
+    return table

@@ -1,0 +1,56 @@
+"""Audit: sizes, the labels-needed interpolation, confusions, and a real tiny audit."""
+
+import json
+
+import pytest
+
+from captchalab.evaluation.audit import (
+    audit,
+    confusion_pairs,
+    labels_needed,
+    parse_sizes,
+    run_minutes,
+    verdict,
+)
+from captchalab.training import TrainConfig
+
+
+def test_sizes_are_sorted_capped_and_checked():
+    assert parse_sizes("400,25,all,50", 300) == [25, 50, 300]
+    with pytest.raises(ValueError, match="--sizes takes positive numbers"):
+        parse_sizes("25,lots", 300)
+
+
+def test_budget_is_shared_by_square_root_of_size():
+    minutes = run_minutes([25, 100], 3.0)
+    assert minutes == pytest.approx([1.0, 2.0])
+
+
+def test_labels_needed_interpolates_on_a_log_scale():
+    curve = [{"size": 25, "mean": 0.2}, {"size": 100, "mean": 0.6}, {"size": 400, "mean": 0.95}]
+    assert labels_needed(curve, 0.2) == 25
+    assert labels_needed(curve, 0.4) == pytest.approx(50, rel=0.01)  # halfway in log size
+    assert labels_needed(curve, 0.99) is None
+    assert verdict(curve, {"90%": labels_needed(curve, 0.9)}).startswith(
+        "An attacker with 400 labelled captchas solves 95.0%")
+
+
+def test_confusions_count_substituted_characters():
+    pairs = confusion_pairs(["ab1", "ab1", "xyz"], ["ab7", "cb7", "xy"])
+    assert pairs == {("1", "7"): 2, ("a", "c"): 1}
+
+
+def test_a_tiny_audit_writes_its_three_reports(tmp_path):
+    from captchalab.generators import generate
+
+    data = generate("rings", 70, tmp_path / "data", seed=4)
+    report = audit(data, tmp_path / "audit", "10,30,all", TrainConfig(val_split=0.2),
+                   max_minutes=0.6, seeds=2, log=lambda _: None, show_progress=False)
+    assert [p["size"] for p in report.curve] == [10, 30, 56]
+    assert [p["runs"] for p in report.curve] == [2, 2, 1]  # one run of every image
+    for name in ("audit.json", "audit.md", "audit.png"):
+        assert (tmp_path / "audit" / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert saved["setting"]["val_count"] == 14 and len(saved["runs"]) == 5
+    assert all(0.0 <= run["accuracy"] <= 1.0 for run in saved["runs"])
+    assert report.verdict in (tmp_path / "audit" / "audit.md").read_text()

@@ -1,0 +1,79 @@
+"""Starting a model from another one's weights: rows remapped by symbol, clear errors."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from captchalab.data import Alphabet, read_labelled_folder
+from captchalab.models import DataShape, build, family_class
+from captchalab.runtime.artifact import ModelFile, ModelFileError, load_model_file
+from captchalab.runtime.torch_backend import state_to_numpy
+from captchalab.training import TrainConfig, train
+from captchalab.training.transfer import transfer_weights
+
+
+def _model(family: str, alphabet: Alphabet, length: int = 3, **options):
+    shape = DataShape(alphabet.num_classes, 32, 96, (length,), 96.0)
+    torch.manual_seed(len(alphabet.symbols))
+    return build(family, **family_class(family).configure(shape, **options))
+
+
+def _source(model, alphabet: Alphabet) -> ModelFile:
+    return ModelFile(state_to_numpy(model), {"family": model.family, "config": model.config,
+                                             "alphabet": alphabet.symbols})
+
+
+@pytest.mark.parametrize("family", ["crnn", "multihead", "heatmap"])
+def test_class_rows_follow_their_symbols_and_new_symbols_start_fresh(family):
+    old, new = Alphabet("abc"), Alphabet("bcdx")
+    source_model = _model(family, old)
+    fresh = _model(family, new)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    moved = transfer_weights(fresh, _source(source_model, old), new)
+    assert (moved.shared, moved.new) == ("bc", "dx")
+    source_state, state = source_model.state_dict(), fresh.state_dict()
+    for name, value in state.items():
+        if not any(name.startswith(p + ".") for p in fresh.class_outputs):
+            assert torch.equal(value, source_state[name]), name
+            continue
+        blocks = value.shape[0] // new.num_classes  # positions of a positional head
+        ours = value.view(blocks, new.num_classes, *value.shape[1:])
+        theirs = source_state[name].view(blocks, old.num_classes, *value.shape[1:])
+        fresh_rows = before[name].view(blocks, new.num_classes, *value.shape[1:])
+        assert torch.equal(ours[:, 0], theirs[:, 0])  # the blank's row
+        for symbol in "bc":
+            assert torch.equal(ours[:, new.encode(symbol)[0]], theirs[:, old.encode(symbol)[0]])
+        for symbol in "dx":
+            row = new.encode(symbol)[0]
+            assert torch.equal(ours[:, row], fresh_rows[:, row])
+
+
+def test_other_family_or_label_length_is_refused():
+    alphabet = Alphabet("abc")
+    crnn = _source(_model("crnn", alphabet), alphabet)
+    with pytest.raises(ModelFileError, match="is a crnn model.*--model crnn"):
+        transfer_weights(_model("multihead", alphabet), crnn, alphabet, "x.safetensors")
+    four = _source(_model("multihead", alphabet, length=4), alphabet)
+    with pytest.raises(ModelFileError, match="length 4 vs 3"):
+        transfer_weights(_model("multihead", alphabet, length=3), four, alphabet)
+
+
+def test_fine_tuning_a_trained_model_on_a_new_alphabet(trained_model, rings_train, tmp_path):
+    """Rings with digit 8 renamed x: the model keeps its other digits and learns x."""
+    data = tmp_path / "renamed"
+    data.mkdir()
+    for i, sample in enumerate(read_labelled_folder(rings_train).samples[:300]):
+        shutil.copy(sample.path, data / f"{sample.label.replace('8', 'x')}_{i}.png")
+    messages = []
+    config = TrainConfig(epochs=3, init=str(trained_model), freeze_epochs=1, backbone_lr=0.3)
+    result = train(data, tmp_path / "run", config, log=messages.append, show_progress=False)
+    assert any("5 symbols carried over, 1 new (x)" in m for m in messages), messages
+    tuned = load_model_file(result.model_path)
+    source = load_model_file(trained_model)
+    assert tuned.metadata["alphabet"] == "23456x"
+    assert tuned.metadata["preprocessing"] == source.metadata["preprocessing"]
+    assert result.metrics["char_accuracy"] > 0.6  # chance is 1/6
+    backbone = [k for k in tuned.tensors if k.startswith("backbone.") and "weight" in k]
+    assert not all(np.array_equal(tuned.tensors[k], source.tensors[k]) for k in backbone)
