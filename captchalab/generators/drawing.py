@@ -24,7 +24,15 @@ from PIL import Image, ImageDraw, ImageFilter
 from captchalab.generators.fonts import load_font
 
 if TYPE_CHECKING:
-    from captchalab.generators.scheme import Background, Glyphs, Noise, Palette, Scheme, Warp
+    from captchalab.generators.scheme import (
+        Background,
+        Ellipses,
+        Glyphs,
+        Noise,
+        Palette,
+        Scheme,
+        Warp,
+    )
 
 Box = tuple[int, int, int, int]
 RGB = tuple[int, int, int]
@@ -95,6 +103,8 @@ def glyph(font: str, size: int, char: str) -> Glyph:
     inner[1:-1, 1:-1] &= inked[:-2, 1:-1] & inked[2:, 1:-1] & inked[1:-1, :-2] & inked[1:-1, 2:]
     ys, xs = np.nonzero(inked & ~inner)
     edge = np.stack([xs + 0.5 - mask.width / 2, ys + 0.5 - mask.height / 2], 1)
+    if not len(edge):  # a character without ink: its box is its centre
+        edge = np.zeros((1, 2))
     return Glyph(mask, edge, (top + bottom) / 2 - (ascent + descent) / 2)
 
 
@@ -148,19 +158,17 @@ class Mesh:
         self.vertical = len(ys) == 2 and not dx.any() and (dy[0] == dy[1]).all()
         self._lists = (xs.tolist(), ys.tolist(), dx.tolist(), dy.tolist())
 
-    def at(self, x: float, y: float) -> tuple[float, float]:
-        """d at one point, in plain Python (faster than numpy for a few points)."""
-        xs, ys, dx, dy = self._lists
-        j = min(max(bisect_right(xs, x) - 1, 0), len(xs) - 2)
-        tx = min(max((x - xs[j]) / (xs[j + 1] - xs[j]), 0.0), 1.0)
-        if self.vertical:
-            return 0.0, dy[0][j] + (dy[0][j + 1] - dy[0][j]) * tx
-        i = min(max(bisect_right(ys, y) - 1, 0), len(ys) - 2)
-        ty = min(max((y - ys[i]) / (ys[i + 1] - ys[i]), 0.0), 1.0)
-        top, bottom = i, i + 1
-        return tuple(  # type: ignore[return-value]
-            (f[top][j] * (1 - tx) + f[top][j + 1] * tx) * (1 - ty)
-            + (f[bottom][j] * (1 - tx) + f[bottom][j + 1] * tx) * ty for f in (dx, dy))
+    def shifts(self, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """d at a few points: plain Python for a vertical shift (quicker than numpy there)."""
+        if not self.vertical:
+            return [tuple(d) for d in self.displacement(np.array(points, float)).tolist()]
+        xs, dy = self._lists[0], self._lists[3][0]
+        found = []
+        for x, _ in points:
+            j = min(max(bisect_right(xs, x) - 1, 0), len(xs) - 2)
+            t = min(max((x - xs[j]) / (xs[j + 1] - xs[j]), 0.0), 1.0)
+            found.append((0.0, dy[j] + (dy[j + 1] - dy[j]) * t))
+        return found
 
     def displacement(self, points: np.ndarray) -> np.ndarray:
         """d at ``points`` (N x 2); points off the canvas take the value at its border."""
@@ -224,14 +232,13 @@ def sprite(mask: Image.Image, matrix: np.ndarray, centre: tuple[float, float],
     ys = mesh.lines(y0, y1, 1) if mesh else [y0, y1]
     (a, b), (c, d) = matrix.tolist()  # determinant 1: the inverse is [[d, -b], [-c, a]]
     half_w, half_h = mask.width / 2, mask.height / 2
-    source = []
-    for y in ys:
-        row = []
-        for x in xs:
-            dx, dy = mesh.at(x, y) if mesh else (0.0, 0.0)
-            u, v = x + dx - centre[0], y + dy - centre[1]
-            row.append((d * u - b * v + half_w, -c * u + a * v + half_h))
-        source.append(row)
+    points = [(x, y) for y in ys for x in xs]
+    shifts = mesh.shifts(points) if mesh else [(0.0, 0.0)] * len(points)
+    flat = []
+    for (x, y), (dx, dy) in zip(points, shifts):
+        u, v = x + dx - centre[0], y + dy - centre[1]
+        flat.append((d * u - b * v + half_w, -c * u + a * v + half_h))
+    source = [flat[k:k + len(xs)] for k in range(0, len(flat), len(xs))]
     cells = []
     for i in range(len(ys) - 1):
         for j in range(len(xs) - 1):
@@ -283,7 +290,8 @@ def place_glyphs(image: Image.Image, label: str, glyphs: Glyphs, rng: random.Ran
         if region[0] < region[2] and region[1] < region[3]:
             image.paste(ink(colour, image.mode), region[:2],
                         sprite(drawn.mask, matrix, centre, mesh, region))
-    return colours, [(max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+    return colours, [(min(max(x0, 0), width), min(max(y0, 0), height),
+                      min(max(x1, 0), width), min(max(y1, 0), height))
                      for x0, y0, x1, y1 in boxes]
 
 
@@ -315,7 +323,7 @@ def draw_noise(image: Image.Image, noise: Noise, rng: random.Random,
     def colour(palette: Palette) -> Ink:
         return ink(palette.pick(rng, glyph_colours), image.mode)
 
-    def shape_box(spec) -> tuple[float, float, float, float]:
+    def shape_box(spec: Ellipses) -> tuple[float, float, float, float]:
         w, h = rng.uniform(*spec.width), rng.uniform(*spec.height)
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         return (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
