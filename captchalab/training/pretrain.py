@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from captchalab.data import Preprocessing, Sample, read_labelled_folder, split_samples
+from captchalab.data import Sample, read_labelled_folder
 from captchalab.generators import load_scheme
+from captchalab.training.progress import ProgressReporter
 from captchalab.training.synthetic import fit_scheme
 from captchalab.training.trainer import (
     CHECKPOINT_FILE,
@@ -26,6 +25,7 @@ from captchalab.training.trainer import (
     StreamTarget,
     TrainConfig,
     Trainer,
+    prepare_data,
 )
 
 PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
@@ -42,15 +42,12 @@ def cache_root() -> Path:
 
 def target_of(data_dir: str | Path, config: TrainConfig,
               split: tuple[list[Sample], list[Sample]] | None = None) -> StreamTarget:
-    """The symbols, label lengths and fitted input of the real training images."""
+    """The symbols, label lengths and fitted input of the real training images, prepared
+    exactly as training on them will (same split, same fitted preprocessing)."""
     folder = read_labelled_folder(data_dir, config.alphabet, config.case_insensitive)
     folder.raise_if_bad(config.skip_bad)
-    train, _ = split or split_samples(folder.samples, config.val_split, config.seed)
-    preprocessing = Preprocessing.fit([s.size for s in train], config.height)
-    sample = [preprocessing.load(s.path) for s in train[:256]]
-    preprocessing = preprocessing.with_statistics(np.stack(sample))
-    lengths = sorted({len(s.label) for s in train})
-    return StreamTarget(folder.alphabet, lengths, preprocessing)
+    data = prepare_data(folder, config, ProgressReporter(False), split=split)
+    return StreamTarget(data.alphabet, data.label_lengths, data.preprocessing)
 
 
 def pretrain_config(config: TrainConfig, scheme: str, steps: int = PRETRAIN_STEPS) -> TrainConfig:

@@ -453,6 +453,9 @@ class Trainer:
                                   preprocessing, family.needs_centres,
                                   target.alphabet if target else None,
                                   target.lengths if target else None)
+        if self.data_dir is None:
+            raise ValueError("nothing to train on: give a folder of labelled images or a "
+                             "synthetic scheme (--scheme)")
         return prepare_data(self._read(), config, self.reporter, preprocessing,
                             family.needs_centres, self.split)
 
