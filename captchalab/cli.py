@@ -67,8 +67,7 @@ def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    from captchalab.training.pretrain import PRETRAIN_STEPS
-    from captchalab.training.trainer import TrainConfig
+    from captchalab.training.config import PRETRAIN_STEPS, TrainConfig
 
     defaults = TrainConfig()
     p = commands.add_parser(
@@ -103,8 +102,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
-    from captchalab.evaluation.compare import DEFAULT_MODELS
-    from captchalab.training.trainer import TrainConfig
+    from captchalab.training.config import COMPARE_MODELS, TrainConfig
 
     p = commands.add_parser(
         "compare", help="train several model families on the same split and compare them",
@@ -115,13 +113,13 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         "from the crnn's alignment.")
     p.add_argument("data", type=Path, help="folder of labelled images")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--models", type=_names, default=",".join(DEFAULT_MODELS),
+    p.add_argument("--models", type=_names, default=",".join(COMPARE_MODELS),
                    help="comma-separated families (default: %(default)s)")
     _add_training_options(p, TrainConfig())
 
 
 def _add_audit(commands: argparse._SubParsersAction) -> None:
-    from captchalab.evaluation.audit import AUDIT_VAL_SPLIT, DEFAULT_MINUTES, DEFAULT_SIZES
+    from captchalab.training.config import AUDIT_MINUTES, AUDIT_SIZES, AUDIT_VAL_SPLIT
 
     p = commands.add_parser(
         "audit", help="how many labelled captchas break this scheme: a learning curve",
@@ -131,12 +129,12 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
         "for 50/90/99%% of whole captchas, the most confused characters and a verdict.")
     p.add_argument("data", type=Path, help="folder of labelled images")
     p.add_argument("--out", type=Path, help="output folder (default: audit_<DATA name>)")
-    p.add_argument("--sizes", default=DEFAULT_SIZES,
+    p.add_argument("--sizes", default=AUDIT_SIZES,
                    help="training subset sizes, 'all' for every training image "
                    "(default: %(default)s)")
     p.add_argument("--seeds", type=int, default=3,
                    help="runs per size below 200 labels (default: %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=DEFAULT_MINUTES,
+    p.add_argument("--max-minutes", type=float, default=AUDIT_MINUTES,
                    help="training budget of the whole audit, shared out by subset size "
                    "(default: %(default)s; pretraining comes on top, once, then is cached)")
     p.add_argument("--pretrain", metavar="SCHEME_OR_MODEL",
@@ -151,6 +149,30 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--overwrite", action="store_true", help="replace an existing audit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "export", help="export a model to ONNX for the torch-free runtime",
+        description="Write MODEL as an ONNX file with dynamic batch size and the model's "
+        "alphabet, preprocessing, family and decoding settings embedded, so the file alone is "
+        "enough to predict (captchalab predict model.onnx ..., Recognizer.load('model.onnx'), "
+        "captchalab serve model.onnx). With --check DATA, both models read DATA and the "
+        "command fails unless they agree on at least 99.9%% of images with confidences within "
+        "1e-4 (int8 exports are reported, not held to that).")
+    p.add_argument("model", type=Path, help="model file (.safetensors) written by train")
+    p.add_argument("--out", type=Path, help="ONNX file (default: MODEL with .onnx, or "
+                   ".int8.onnx with --int8)")
+    p.add_argument("--int8", nargs="?", const="dynamic", choices=("dynamic", "static"),
+                   help="quantise to int8: 'dynamic' (the default; MatMul/Gemm/LSTM weights) "
+                   "or 'static' (convolutions too, calibrated on --calibrate DATA)")
+    p.add_argument("--calibrate", type=Path, metavar="DATA",
+                   help="images for static int8 calibration (default: the --check folder)")
+    p.add_argument("--check", type=Path, metavar="DATA",
+                   help="labelled folder to check the export against the source model")
+    p.add_argument("--json", action="store_true", help="print the check as one JSON object")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing ONNX file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -179,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="measure a model on a labelled folder",
         description="Sequence (whole captcha) accuracy, character accuracy, CER and speed of "
         "MODEL on DATA.")
-    p.add_argument("model", type=Path, help="model file (.safetensors)")
+    p.add_argument("model", type=Path, help="model file (.safetensors or exported .onnx)")
     p.add_argument("data", type=Path, help="folder of labelled images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", type=Path, metavar="DIR",
@@ -192,10 +214,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Print 'path<TAB>text<TAB>confidence' per image (JSON lines with --json). "
         "PATH may be an image, a folder of images, or - for one image on standard input. "
         "Bad files are reported on stderr; the others are still read, and the exit code is 1.")
-    p.add_argument("model", type=Path, help="model file (.safetensors)")
+    p.add_argument("model", type=Path, help="model file (.safetensors or exported .onnx; an "
+                   ".onnx file runs with onnxruntime alone, without PyTorch)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="JSON lines with per-character confidences")
     _add_decoding(p)
+
+    _add_export(commands)
 
     p = commands.add_parser(
         "generate", help="write synthetic labelled captchas",
@@ -254,7 +279,7 @@ def _decoding(args: argparse.Namespace, recognizer):
 
 
 def _train_config(args: argparse.Namespace, model: str):
-    from captchalab.training import TrainConfig
+    from captchalab.training.config import TrainConfig
 
     return TrainConfig(
         model=model, epochs=args.epochs, max_minutes=args.max_minutes,
@@ -325,7 +350,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_audit(args: argparse.Namespace) -> int:
     from captchalab.evaluation.audit import audit
-    from captchalab.training import TrainConfig
+    from captchalab.training.config import TrainConfig
 
     out = args.out or Path(f"audit_{args.data.resolve().name}")
     if (out / "audit.json").exists() and not args.overwrite:
@@ -455,13 +480,59 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from captchalab.data import read_labelled_folder
+    from captchalab.export import check_parity, export_onnx
+    from captchalab.runtime import Recognizer
+    from captchalab.training.progress import ProgressReporter
+
+    if args.model.suffix.lower() == ".onnx":
+        raise CommandError(f"{args.model}: already an ONNX file; export a .safetensors model")
+    out = args.out or args.model.with_suffix(".int8.onnx" if args.int8 else ".onnx")
+    if out.exists() and not args.overwrite:
+        raise CommandError(f"{out}: already exists; pass --overwrite to replace it")
+    calibration_dir = args.calibrate or args.check
+    calibration = []
+    if args.int8 == "static":
+        if calibration_dir is None:
+            raise CommandError("--int8 static calibrates on real images: give --calibrate DATA "
+                               "or --check DATA")
+        calibration = [s.path for s in read_labelled_folder(calibration_dir).samples]
+    export_onnx(args.model, out, args.int8, calibration)
+    size = out.stat().st_size / 1e6
+    if args.check is None:
+        print(f"wrote {out} ({size:.2f} MB)")
+        return 0
+    reference, exported = Recognizer.load(args.model), Recognizer.load(out)
+    with ProgressReporter(not (args.quiet or args.json)).task("checking", None) as advance:
+        report = check_parity(reference, exported, args.check,
+                              advance=lambda n: [advance() for _ in range(n)])
+    passed = report.passed()
+    if args.json:
+        print(json.dumps({"out": str(out), "megabytes": round(size, 3), "passed": passed,
+                          **report.to_dict()}))
+    else:
+        print(f"wrote {out} ({size:.2f} MB); on {report.images} images of {args.check}: "
+              f"same reading {report.same_reading:.2%}, largest confidence difference "
+              f"{report.max_confidence_diff:.1e}, accuracy {report.reference_accuracy:.2%} "
+              f"(source) vs {report.exported_accuracy:.2%} (ONNX)")
+        if report.disagreements:
+            print("readings differ on: " + ", ".join(report.disagreements))
+    if passed or args.int8:
+        return 0
+    _stderr(f"captchalab: error: {out}: parity check failed (needs >= 99.9% same readings and "
+            "confidences within 1e-4)")
+    return EXIT_ERROR
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
 COMMANDS = {"train": run_train, "compare": run_compare, "evaluate": run_evaluate,
             "predict": run_predict, "generate": run_generate,
-            "annotate-centres": run_annotate_centres, "audit": run_audit}
+            "annotate-centres": run_annotate_centres, "audit": run_audit,
+            "export": run_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

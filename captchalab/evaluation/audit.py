@@ -21,14 +21,12 @@ from captchalab.evaluation.metrics import headline
 from captchalab.evaluation.reporting import machine, now, png_bytes, pyplot
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.runtime.recognizer import Recognizer
+from captchalab.training.config import AUDIT_MINUTES, AUDIT_SIZES, AUDIT_VAL_SPLIT, TrainConfig
 from captchalab.training.pretrain import pretrain as pretrain_model
 from captchalab.training.progress import ProgressReporter
-from captchalab.training.trainer import TrainConfig, train
+from captchalab.training.trainer import train
 
-DEFAULT_SIZES = "25,50,100,200,400,all"
-DEFAULT_MINUTES = 25.0  # the whole audit's training budget
 LEVELS = (0.5, 0.9, 0.99)
-AUDIT_VAL_SPLIT = 0.2  # a larger validation set than training's: the curve is the product
 
 
 @dataclass
@@ -114,8 +112,8 @@ def verdict(curve: Sequence[dict], needed: dict[str, float | None]) -> str:
             "stronger attack such as pretraining on synthetic look-alikes) would be needed.")
 
 
-def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = DEFAULT_SIZES,
-          config: TrainConfig | None = None, max_minutes: float = DEFAULT_MINUTES,
+def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
+          config: TrainConfig | None = None, max_minutes: float = AUDIT_MINUTES,
           seeds: int = 3, pretrain: str | None = None, log: Callable[[str], None] = print,
           show_progress: bool = True) -> AuditReport:
     """Learning curve of ``config``'s recipe on ``data_dir``. With ``pretrain`` (a model file,

@@ -23,9 +23,9 @@ from captchalab.models import family_class, options_for
 from captchalab.runtime.artifact import ModelFileError
 from captchalab.runtime.centres import annotate_centres
 from captchalab.runtime.recognizer import Recognizer
-from captchalab.training.trainer import TrainConfig, train
+from captchalab.training.config import COMPARE_MODELS, TrainConfig
+from captchalab.training.trainer import train
 
-DEFAULT_MODELS = ("crnn", "multihead", "multihead-spatial", "slice", "heatmap", "multilabel")
 SPEED_IMAGES = 256  # images read (repeating the validation set) to time each model
 
 
@@ -75,7 +75,7 @@ def _centres_for_heatmap(data_dir: Path, out_dir: Path, entries: dict[str, Entry
     return str(result.path), "centres derived from the crnn's CTC alignment"
 
 
-def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = DEFAULT_MODELS,
+def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = COMPARE_MODELS,
             config: TrainConfig | None = None, log: Callable[[str], None] = print,
             show_progress: bool = True) -> list[Entry]:
     """Train each of ``models`` on ``data_dir`` with ``config`` (same split, same budget)."""

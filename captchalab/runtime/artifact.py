@@ -58,11 +58,17 @@ def read_metadata(path: str | Path) -> dict:
         raise ModelFileError(f"{path}: not a safetensors model file ({error})") from None
     if raw is None:
         raise ModelFileError(f"{path}: safetensors file without captchalab metadata")
+    return parse_metadata(raw, path)
+
+
+def parse_metadata(raw: str, path: str | Path) -> dict:
+    """The captchalab metadata JSON of a model file (any format), checked for format and
+    version; ``path`` only names the file in errors."""
     try:
         metadata = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{path}: corrupt captchalab metadata ({error})") from None
-    if metadata.get("format") != FORMAT_NAME:
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path}: not a captchalab model file")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
@@ -70,6 +76,9 @@ def read_metadata(path: str | Path) -> dict:
             f"{path}: model file format version {version}, this captchalab reads version "
             f"{FORMAT_VERSION}; retrain or use a matching captchalab"
         )
+    for key in ("family", "alphabet", "preprocessing"):
+        if key not in metadata:
+            raise ModelFileError(f"{path}: captchalab metadata lacks {key!r}")
     return metadata
 
 

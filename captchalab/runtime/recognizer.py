@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,9 +10,11 @@ import numpy as np
 
 from captchalab.data.alphabet import Alphabet
 from captchalab.data.preprocess import ImageInput, Preprocessing
-from captchalab.runtime.artifact import ModelFile, load_model_file
+from captchalab.runtime.artifact import ModelFileError, load_model_file
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import get_decoder
+
+Backend = Callable[[np.ndarray], np.ndarray]  # normalised batch -> raw network outputs
 
 
 class UnorderedReadingError(ValueError):
@@ -52,25 +54,40 @@ class Prediction:
 class Recognizer:
     """A trained model ready to predict: preprocessing, network and decoder from one file.
 
-    >>> r = Recognizer.load("runs/v2/model.safetensors")
+    >>> r = Recognizer.load("runs/v2/model.onnx")  # or model.safetensors
     >>> r.predict("a.png").text
     """
 
-    def __init__(self, model_file: ModelFile, path: str = "model", device: str = "cpu") -> None:
-        from captchalab.runtime.torch_backend import TorchBackend
-
+    def __init__(self, metadata: dict, backend: Backend, path: str = "model") -> None:
         self.path = path
-        self.metadata = model_file.metadata
-        self.alphabet = Alphabet(self.metadata["alphabet"])
-        self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
-        self.decoding = DecodingSettings.from_metadata(self.metadata)
-        self.decoder = get_decoder(self.metadata.get("decoder", "ctc"))
-        self.backend = TorchBackend(model_file, path, device)
+        self.metadata = metadata
+        self.alphabet = Alphabet(metadata["alphabet"])
+        self.preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+        self.decoding = DecodingSettings.from_metadata(metadata)
+        self.decoder = get_decoder(metadata.get("decoder", "ctc"))
+        self.backend = backend
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Recognizer:
-        """Load a ``.safetensors`` model file written by ``captchalab train``."""
-        return cls(load_model_file(path), str(path), device)
+    def load(cls, path: str | Path, device: str = "cpu", threads: int | None = None
+             ) -> Recognizer:
+        """Load a model: ``.onnx`` (written by ``captchalab export``; runs with onnxruntime,
+        no torch) or ``.safetensors`` (written by ``captchalab train``; runs with PyTorch).
+        ``threads`` caps onnxruntime's intra-op threads (default: one per core)."""
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            from captchalab.runtime.onnx_backend import OnnxBackend
+
+            backend = OnnxBackend(path, device, threads)
+            return cls(backend.metadata, backend, str(path))
+        model_file = load_model_file(path)
+        try:
+            from captchalab.runtime.torch_backend import TorchBackend
+        except ImportError:
+            raise ModelFileError(
+                f"{path}: running a .safetensors model needs PyTorch (pip install "
+                "'captchalab[train]'); or export it with 'captchalab export' and use the "
+                ".onnx file") from None
+        return cls(model_file.metadata, TorchBackend(model_file, str(path), device), str(path))
 
     @property
     def family(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from captchalab.data import Sample, read_labelled_folder
 from captchalab.generators import load_scheme
+from captchalab.training.config import PRETRAIN_STEPS
 from captchalab.training.progress import ProgressReporter
 from captchalab.training.synthetic import fit_scheme
 from captchalab.training.trainer import (
@@ -28,7 +29,6 @@ from captchalab.training.trainer import (
     prepare_data,
 )
 
-PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
 PRETRAIN_VERSION = 1  # bump when the recipe changes, so old cache entries are not reused
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from captchalab.data import (
 )
 from captchalab.data.annotations import ANNOTATIONS_FILE, centres_for, read_centres
 from captchalab.data.dataset import DatasetError
-from captchalab.data.preprocess import DEFAULT_HEIGHT
 from captchalab.evaluation.metrics import headline, reading_metrics
 from captchalab.fileio import atomic_write_text
 from captchalab.generators import Scheme, load_scheme
@@ -37,6 +36,7 @@ from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import THRESHOLDS, Decoder, get_decoder
 from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
 from captchalab.training.augment import Augmentation
+from captchalab.training.config import TARGET_STEPS, TrainConfig
 from captchalab.training.plots import plot_curves
 from captchalab.training.progress import ProgressReporter
 from captchalab.training.schedule import one_cycle
@@ -55,40 +55,7 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
-TARGET_STEPS = 3000  # default schedule length when --epochs is not given
 VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not every one
-
-
-@dataclass
-class TrainConfig:
-    """Everything that shapes a training run; the defaults are the recipe for any scheme."""
-
-    model: str = "crnn"
-    epochs: int | None = None  # None: about TARGET_STEPS optimiser steps, 15..300 epochs
-    max_minutes: float | None = None
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.01
-    val_split: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    height: int = DEFAULT_HEIGHT
-    alphabet: str | None = None
-    case_insensitive: bool = False
-    skip_bad: bool = False
-    resume: bool = False
-    overwrite: bool = False  # replace a model already in the output folder
-    augment: bool = True
-    decoding: str = "beam"
-    beam_width: int = 8
-    centres: str | None = None  # annotations file for the heatmap family (default DATA/...)
-    init: str | None = None  # start from this model file's weights (its preprocessing too)
-    scheme: str | None = None  # train on this synthetic scheme, drawn on the fly
-    stream_epoch: int = 4096  # synthetic images per epoch (each epoch draws fresh ones)
-    stream_val: int = 512  # synthetic validation images (drawn once)
-    freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
-    backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of --lr
-    model_options: dict = field(default_factory=dict)  # e.g. {"slices": [54, 110, ...]}
 
 
 @dataclass
