@@ -9,7 +9,7 @@ DEMO   ?= runs/demo
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,serve,dev]'
 	touch $@
 
 install: $(BIN)/captchalab

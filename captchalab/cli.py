@@ -164,11 +164,10 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path, help="model file (.safetensors) written by train")
     p.add_argument("--out", type=Path, help="ONNX file (default: MODEL with .onnx, or "
                    ".int8.onnx with --int8)")
-    p.add_argument("--int8", nargs="?", const="dynamic", choices=("dynamic", "static"),
-                   help="quantise to int8: 'dynamic' (the default; MatMul/Gemm/LSTM weights) "
-                   "or 'static' (convolutions too, calibrated on --calibrate DATA)")
-    p.add_argument("--calibrate", type=Path, metavar="DATA",
-                   help="images for static int8 calibration (default: the --check folder)")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 weights for the MatMul/Gemm/LSTM layers: a file about a third "
+                   "smaller; convolutions stay float32 (int8 convolutions were not faster on "
+                   "the CPUs measured, see BENCHMARKS.md)")
     p.add_argument("--check", type=Path, metavar="DATA",
                    help="labelled folder to check the export against the source model")
     p.add_argument("--json", action="store_true", help="print the check as one JSON object")
@@ -481,7 +480,6 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from captchalab.data import read_labelled_folder
     from captchalab.export import check_parity, export_onnx
     from captchalab.runtime import Recognizer
     from captchalab.training.progress import ProgressReporter
@@ -491,14 +489,7 @@ def run_export(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_suffix(".int8.onnx" if args.int8 else ".onnx")
     if out.exists() and not args.overwrite:
         raise CommandError(f"{out}: already exists; pass --overwrite to replace it")
-    calibration_dir = args.calibrate or args.check
-    calibration = []
-    if args.int8 == "static":
-        if calibration_dir is None:
-            raise CommandError("--int8 static calibrates on real images: give --calibrate DATA "
-                               "or --check DATA")
-        calibration = [s.path for s in read_labelled_folder(calibration_dir).samples]
-    export_onnx(args.model, out, args.int8, calibration)
+    export_onnx(args.model, out, args.int8)
     size = out.stat().st_size / 1e6
     if args.check is None:
         print(f"wrote {out} ({size:.2f} MB)")

@@ -64,3 +64,28 @@ def test_decode_batch_methods_and_bad_method():
     assert ctc.decode_batch(log_probs, "beam")[0].labels == (1,)
     with pytest.raises(ValueError, match="unknown CTC decoding"):
         ctc.decode_batch(log_probs, "viterbi")
+
+
+def test_batched_trellis_matches_items_of_any_length():
+    rng = np.random.default_rng(3)
+    log_probs = np.log(rng.dirichlet(np.ones(5), size=(4, 9)))
+    labelings = [(), (1,), (2, 2, 3), (4, 1, 4, 1)]
+    together = ctc.describe_batch(log_probs, labelings)
+    for item, labels, decoded in zip(log_probs, labelings, together):
+        alone = ctc.describe(item, labels)
+        assert decoded.labels == labels
+        assert np.isclose(decoded.confidence, alone.confidence)
+        assert np.isclose(decoded.confidence, np.exp(ctc.sequence_log_prob(item, labels)))
+        assert decoded.positions == alone.positions
+
+
+def test_beam_decoding_agrees_with_the_full_search():
+    rng = np.random.default_rng(5)
+    peaked = rng.dirichlet(np.full(6, 0.3), size=(64, 12))  # some sure, some unsure frames
+    log_probs = np.log(np.clip(peaked, 1e-9, None))
+    decoded = ctc.decode_batch(log_probs, "beam", beam_width=8)
+    searched = [ctc.prefix_beam_search(item, beam_width=8) for item in log_probs]
+    agree = sum(d.labels == s for d, s in zip(decoded, searched))
+    assert agree >= 63  # the shortcut returns the exact best reading where it is sure
+    for d, s, item in zip(decoded, searched, log_probs):
+        assert ctc.sequence_log_prob(item, d.labels) >= ctc.sequence_log_prob(item, s) - 1e-9

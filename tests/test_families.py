@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PLANS, RINGS_SLICES
 from PIL import Image
 
 from captchalab.cli import main
@@ -18,43 +19,7 @@ from captchalab.evaluation import evaluate
 from captchalab.models import DataShape, Targets, build, family_class
 from captchalab.models.heatmap import centre_maps
 from captchalab.runtime import Recognizer, UnorderedReadingError
-from captchalab.runtime.centres import annotate_centres
 from captchalab.training import TrainConfig, train
-
-RINGS_SLICES = [54, 110, 170, 215, 262]  # seed 003's boundaries, in pixels of 310
-# epochs to learn 540 rings captchas well above chance; the bar is per character (chance 1/6)
-PLANS = {
-    "multihead": (40, 0.5),
-    "multihead-spatial": (30, 0.6),
-    "slice": (12, 0.8),
-    "multilabel": (40, 0.72),  # per-label accuracy; 'every symbol present' scores about 0.66
-}
-
-
-@pytest.fixture(scope="session")
-def derived_centres(trained_model, rings_train, tmp_path_factory) -> Path:
-    """Centres of rings_train derived from the crnn's CTC alignment (not the generator's)."""
-    out = tmp_path_factory.mktemp("centres") / "centres.jsonl"
-    return annotate_centres(Recognizer.load(trained_model), rings_train, out).path
-
-
-@pytest.fixture(scope="session")
-def family_model(rings_train, derived_centres, tmp_path_factory):
-    """Train a family once per session; returns its model path."""
-    trained: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in trained:
-            epochs = 15 if name == "heatmap" else PLANS[name][0]
-            options = {"slices": RINGS_SLICES} if name == "slice" else {}
-            config = TrainConfig(model=name, epochs=epochs, seed=0, model_options=options,
-                                 centres=str(derived_centres) if name == "heatmap" else None)
-            result = train(rings_train, tmp_path_factory.mktemp(name), config,
-                           log=lambda _: None, show_progress=False)
-            trained[name] = result.model_path
-        return trained[name]
-
-    return get
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))

@@ -2,6 +2,6 @@
 parity check that proves it reads captchas exactly as the PyTorch model does."""
 
 from captchalab.export.parity import ParityReport, check_parity
-from captchalab.export.to_onnx import INT8_MODES, export_onnx
+from captchalab.export.to_onnx import export_onnx
 
-__all__ = ["INT8_MODES", "ParityReport", "check_parity", "export_onnx"]
+__all__ = ["ParityReport", "check_parity", "export_onnx"]

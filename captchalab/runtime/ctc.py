@@ -5,6 +5,7 @@ All functions take per-frame log-probabilities ``(T, C)`` with class 0 the blank
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ def _logsumexp(a: float, b: float) -> float:
     if b == NEG_INF:
         return a
     high, low = (a, b) if a > b else (b, a)
-    return high + float(np.log1p(np.exp(low - high)))
+    return high + math.log1p(math.exp(low - high))
 
 
 def prefix_beam_search(
@@ -44,22 +45,27 @@ def prefix_beam_search(
     """CTC prefix beam search: the most probable *sequence*, summing over its alignments.
 
     With ``length`` set, prefixes longer than it are dropped and a prefix of exactly that length
-    wins when any survives. Symbols below ``prune_log_prob`` in a frame are not expanded.
+    wins when any survives. Symbols below ``prune_log_prob`` in a frame are not expanded, and
+    beams below the best by more than twice that are dropped.
     """
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # (blank, non-blank)
-    for frame in log_probs:
-        candidates = [c for c in np.flatnonzero(frame >= prune_log_prob).tolist() if c != 0]
-        best = int(np.argmax(frame))
-        if best != 0 and best not in candidates:
-            candidates.append(best)
-        blank = float(frame[0])
+    expand = log_probs >= prune_log_prob
+    expand[np.arange(len(log_probs)), np.argmax(log_probs, axis=1)] = True  # always the best
+    expand[:, 0] = False  # the blank extends nothing
+    frames = np.asarray(log_probs, dtype=np.float64).tolist()
+    rows, columns = np.nonzero(expand)
+    per_frame: list[list[int]] = [[] for _ in frames]
+    for row, column in zip(rows.tolist(), columns.tolist()):
+        per_frame[row].append(column)
+    for frame, candidates in zip(frames, per_frame):
+        blank = frame[0]
         following: dict[tuple[int, ...], list[float]] = {}
         for prefix, (p_blank, p_label) in beams.items():
             total = _logsumexp(p_blank, p_label)
             here = following.setdefault(prefix, [NEG_INF, NEG_INF])
             here[0] = _logsumexp(here[0], total + blank)
             for c in candidates:
-                p = float(frame[c])
+                p = frame[c]
                 if prefix and prefix[-1] == c:
                     here[1] = _logsumexp(here[1], p_label + p)  # the same symbol continues
                     extend_from = p_blank  # a repeat needs a blank in between
@@ -69,8 +75,11 @@ def prefix_beam_search(
                     continue
                 longer = following.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
                 longer[1] = _logsumexp(longer[1], extend_from + p)
-        ranked = sorted(following.items(), key=lambda kv: -_logsumexp(*kv[1]))
-        beams = {prefix: (s[0], s[1]) for prefix, s in ranked[:beam_width]}
+        scored = sorted(((_logsumexp(*s), prefix, s) for prefix, s in following.items()),
+                        key=lambda item: -item[0])
+        floor = scored[0][0] + 2 * prune_log_prob  # beams this far behind cannot catch up
+        beams = {prefix: (s[0], s[1]) for total, prefix, s in scored[:beam_width]
+                 if total >= floor}
     ranked_final = sorted(beams.items(), key=lambda kv: -_logsumexp(*kv[1]))
     if length is not None:
         exact = [prefix for prefix, _ in ranked_final if len(prefix) == length]
@@ -79,73 +88,96 @@ def prefix_beam_search(
     return ranked_final[0][0]
 
 
-def _extended(labels: Sequence[int]) -> np.ndarray:
-    """``a b`` -> ``_ a _ b _``: the CTC state sequence of a labelling."""
-    states = np.zeros(2 * len(labels) + 1, dtype=np.int64)
-    states[1::2] = labels
-    return states
+def _trellis(log_probs: np.ndarray, labelings: Sequence[Sequence[int]]
+             ) -> tuple[np.ndarray, list[list[list[int]]]]:
+    """CTC forward algorithm and Viterbi alignment for a batch at once.
 
-
-def _ctc_trellis(log_probs: np.ndarray, labels: Sequence[int], viterbi: bool):
-    """Forward variables over the extended labelling (logsumexp, or max with back-pointers)."""
-    states = _extended(labels)
-    n_states, n_frames = len(states), len(log_probs)
-    skip = np.zeros(n_states, dtype=bool)  # may jump over a blank between different symbols
-    skip[3::2] = states[3::2] != states[1:-2:2]
-    alpha = np.full(n_states, NEG_INF)
-    alpha[0] = log_probs[0, 0]
+    ``log_probs`` is ``(N, T, C)``, ``labelings`` one label sequence per item. Returns
+    log P(labels | frames) per item (summed over alignments) and, per item, the frames of
+    each symbol in the most probable alignment. The recursion runs over the extended
+    labelling ``_ a _ b _`` of every item in one ``(N, S)`` array; an item's padding states
+    come after its own and never feed into them.
+    """
+    n_items, n_frames, _ = log_probs.shape
+    lengths = np.array([len(labels) for labels in labelings], dtype=np.int64)
+    n_states = 2 * int(lengths.max(initial=0)) + 1
+    states = np.zeros((n_items, n_states), dtype=np.int64)
+    for i, labels in enumerate(labelings):
+        states[i, 1 : 2 * len(labels) : 2] = labels
+    skip = np.zeros((n_items, n_states), dtype=bool)  # may jump a blank between two symbols
+    skip[:, 3::2] = states[:, 3::2] != states[:, 1:-2:2]
+    emissions = np.take_along_axis(log_probs, states[:, None, :].repeat(n_frames, 1), axis=2)
+    total = np.full((n_items, n_states), NEG_INF)
+    total[:, 0] = emissions[:, 0, 0]
     if n_states > 1:
-        alpha[1] = log_probs[0, states[1]]
-    back = np.zeros((n_frames, n_states), dtype=np.int8)
+        total[:, 1] = emissions[:, 0, 1]
+    best = total.copy()
+    back = np.zeros((n_frames, n_items, n_states), dtype=np.int8)
+
+    def options(alpha: np.ndarray) -> np.ndarray:  # stay, move to the next state, skip a blank
+        moves = np.full((3, n_items, n_states), NEG_INF)
+        moves[0] = alpha
+        moves[1, :, 1:] = alpha[:, :-1]
+        moves[2, :, 2:] = np.where(skip[:, 2:], alpha[:, :-2], NEG_INF)
+        return moves
+
     for t in range(1, n_frames):
-        options = np.full((3, n_states), NEG_INF)
-        options[0] = alpha  # stay in the same state
-        options[1, 1:] = alpha[:-1]  # move to the next state
-        options[2, 2:] = np.where(skip[2:], alpha[:-2], NEG_INF)  # skip a blank
-        if viterbi:
-            back[t] = np.argmax(options, axis=0)
-            merged = np.max(options, axis=0)
-        else:
-            with np.errstate(invalid="ignore"):
-                merged = np.logaddexp.reduce(options, axis=0)
-        alpha = merged + log_probs[t, states]
-    return alpha, back, states
+        options_sum, options_max = options(total), options(best)
+        with np.errstate(invalid="ignore"):
+            total = np.logaddexp.reduce(options_sum, axis=0) + emissions[:, t]
+        back[t] = np.argmax(options_max, axis=0)
+        best = np.max(options_max, axis=0) + emissions[:, t]
+    last = 2 * lengths  # each item's final blank state
+    rows = np.arange(n_items)
+    end_blank, end_label = total[rows, last], total[rows, np.maximum(last - 1, 0)]
+    sequence = np.where(lengths > 0, np.logaddexp(end_blank, end_label), end_blank)
+    sequence[lengths > n_frames] = NEG_INF
+    back_list = back.transpose(1, 0, 2).tolist()
+    spans_per_item = []
+    for i, labels in enumerate(labelings):
+        spans: list[list[int]] = [[] for _ in labels]
+        if labels and lengths[i] <= n_frames:
+            state = int(last[i]) if best[i, last[i]] >= best[i, last[i] - 1] else int(last[i]) - 1
+            steps = back_list[i]
+            for t in range(n_frames - 1, -1, -1):
+                if state % 2 == 1:
+                    spans[state // 2].append(t)
+                state -= steps[t][state]
+            for span in spans:
+                span.reverse()
+        spans_per_item.append(spans)
+    return sequence, spans_per_item
 
 
 def sequence_log_prob(log_probs: np.ndarray, labels: Sequence[int]) -> float:
     """log P(labels | frames), summed over all CTC alignments (the CTC forward algorithm)."""
-    if len(log_probs) < len(labels):
-        return float(NEG_INF)
-    alpha, _, _ = _ctc_trellis(log_probs, labels, viterbi=False)
-    return float(np.logaddexp(alpha[-1], alpha[-2]) if len(alpha) > 1 else alpha[-1])
+    return float(_trellis(np.asarray(log_probs)[None], [tuple(labels)])[0][0])
 
 
 def align(log_probs: np.ndarray, labels: Sequence[int]) -> list[list[int]]:
     """The frames of each symbol in the most probable alignment (Viterbi), one list per symbol."""
-    if not labels:
-        return []
-    alpha, back, states = _ctc_trellis(log_probs, labels, viterbi=True)
-    state = len(states) - 1 if alpha[-1] >= alpha[-2] else len(states) - 2
-    spans: list[list[int]] = [[] for _ in labels]
-    for t in range(len(log_probs) - 1, -1, -1):
-        if state % 2 == 1:
-            spans[state // 2].append(t)
-        state -= int(back[t, state])
-    return [sorted(s) for s in spans]
+    return _trellis(np.asarray(log_probs)[None], [tuple(labels)])[1][0]
+
+
+def describe_batch(log_probs: np.ndarray, labelings: Sequence[Sequence[int]]) -> list[Decoded]:
+    """Attach confidences to decoded sequences: P(sequence), per symbol its best frame's
+    probability and its centre in frames."""
+    sequence, spans_per_item = _trellis(log_probs, labelings)
+    results = []
+    for item, labels, spans, log_p in zip(log_probs, labelings, spans_per_item, sequence):
+        char_confidences, positions = [], []
+        for label, span in zip(labels, spans):
+            scores = item[span, label]
+            char_confidences.append(float(np.exp(scores.max())) if span else 0.0)
+            positions.append(centre_of(item[:, label], span))
+        results.append(Decoded(tuple(labels), min(float(np.exp(log_p)), 1.0),
+                               tuple(char_confidences), tuple(positions)))
+    return results
 
 
 def describe(log_probs: np.ndarray, labels: Sequence[int]) -> Decoded:
-    """Attach confidences to a decoded sequence: P(sequence), per symbol its best frame's
-    probability and its centre in frames."""
-    labels = tuple(labels)
-    spans = align(log_probs, labels)
-    char_confidences, positions = [], []
-    for label, span in zip(labels, spans):
-        frame = span[int(np.argmax(log_probs[span, label]))] if span else 0
-        char_confidences.append(float(np.exp(log_probs[frame, label])) if span else 0.0)
-        positions.append(centre_of(log_probs[:, label], span))
-    confidence = float(np.exp(sequence_log_prob(log_probs, labels)))
-    return Decoded(labels, min(confidence, 1.0), tuple(char_confidences), tuple(positions))
+    """:func:`describe_batch` for one item."""
+    return describe_batch(np.asarray(log_probs)[None], [tuple(labels)])[0]
 
 
 def centre_of(symbol_log_probs: np.ndarray, span: Sequence[int]) -> float:
@@ -165,11 +197,21 @@ def decode_batch(
     """Decode ``(N, T, C)`` log-probabilities with ``method`` 'greedy' or 'beam'."""
     if method not in ("greedy", "beam"):
         raise ValueError(f"unknown CTC decoding method {method!r}; use 'greedy' or 'beam'")
-    results = []
-    for item in log_probs.astype(np.float64):
-        if method == "greedy":
-            labels = greedy_decode(item)
-        else:
-            labels = prefix_beam_search(item, beam_width=beam_width, length=length)
-        results.append(describe(item, labels))
-    return results
+    items = log_probs.astype(np.float64)
+    best = np.argmax(items, axis=2)
+    keep = (best != 0) & np.concatenate([np.ones_like(best[:, :1], bool),
+                                         best[:, 1:] != best[:, :-1]], axis=1)
+    labelings = [tuple(row[mask].tolist()) for row, mask in zip(best, keep)]
+    decoded = describe_batch(items, labelings)
+    if method == "greedy":
+        return decoded
+    # A reading with probability above 1/2 is the most probable one (all readings sum to 1),
+    # the answer beam search looks for: the search runs only where the best path is unsure.
+    unsure = [i for i, d in enumerate(decoded)
+              if d.confidence <= 0.5 or (length is not None and len(d.labels) != length)]
+    if unsure:
+        searched = [prefix_beam_search(items[i], beam_width=beam_width, length=length)
+                    for i in unsure]
+        for i, d in zip(unsure, describe_batch(items[unsure], searched)):
+            decoded[i] = d
+    return decoded
