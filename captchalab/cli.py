@@ -175,6 +175,39 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from captchalab.service.limits import Limits
+
+    limits = Limits()
+    p = commands.add_parser(
+        "serve", help="serve models over HTTP, with a try-it page and a labelling page",
+        description="Serve MODELs (.onnx or .safetensors) over HTTP: POST /v1/recognize, "
+        "GET /v1/models, GET /healthz, OpenAPI docs at /docs, a page to try a model at /, "
+        "and with --label-dir a page to label captchas at /label. Concurrent requests are "
+        "batched together.")
+    p.add_argument("models", nargs="+", metavar="MODEL[=NAME]",
+                   help="model file, optionally named (default name: the file's stem); the "
+                   "first is the default model")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes")
+    p.add_argument("--threads", type=int, help="inference threads per worker (default: "
+                   "CPU cores / workers)")
+    p.add_argument("--label-dir", type=Path, metavar="UNLABELLED",
+                   help="folder of images to label on /label, least confident first")
+    p.add_argument("--labelled-dir", type=Path, metavar="OUT",
+                   help="where /label saves <label>.png (never overwriting: _1, _2, ...)")
+    p.add_argument("--max-image-bytes", type=int, default=limits.max_image_bytes)
+    p.add_argument("--max-request-bytes", type=int, default=limits.max_request_bytes)
+    p.add_argument("--max-pixels", type=int, default=limits.max_pixels,
+                   help="largest width x height accepted (default %(default)s)")
+    p.add_argument("--max-batch", type=int, default=limits.max_batch,
+                   help="images per request and per forward pass (default %(default)s)")
+    p.add_argument("--batch-wait-ms", type=float, default=limits.batch_wait * 1000,
+                   help="how long a forward pass waits for more requests (default %(default)s)")
+
+
 def _add_decoding(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("greedy", "beam"),
                    help="CTC decoding, crnn only (default: the model file's setting)")
@@ -220,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_decoding(p)
 
     _add_export(commands)
+    _add_serve(commands)
 
     p = commands.add_parser(
         "generate", help="write synthetic labelled captchas",
@@ -516,6 +550,23 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from captchalab.service.limits import Limits
+    from captchalab.service.server import serve
+
+    if min(args.max_image_bytes, args.max_request_bytes, args.max_pixels, args.max_batch) < 1:
+        raise CommandError("--max-image-bytes, --max-request-bytes, --max-pixels and "
+                           "--max-batch must be positive")
+    if args.batch_wait_ms < 0:
+        raise CommandError("--batch-wait-ms cannot be negative")
+    limits = Limits(args.max_image_bytes, args.max_request_bytes, args.max_pixels,
+                    args.max_batch, args.batch_wait_ms / 1000)
+    serve(args.models, args.host, args.port, args.workers, limits, args.threads,
+          str(args.label_dir) if args.label_dir else None,
+          str(args.labelled_dir) if args.labelled_dir else None)
+    return 0
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -523,7 +574,7 @@ def _stderr(message: str) -> None:
 COMMANDS = {"train": run_train, "compare": run_compare, "evaluate": run_evaluate,
             "predict": run_predict, "generate": run_generate,
             "annotate-centres": run_annotate_centres, "audit": run_audit,
-            "export": run_export}
+            "export": run_export, "serve": run_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,255 @@
+"""The FastAPI app: ``POST /v1/recognize``, ``GET /v1/models``, ``GET /healthz``, the pages
+``/`` (try a model) and ``/label`` (label captchas, least confident first)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from captchalab import __version__
+from captchalab.runtime.recognizer import Recognizer
+from captchalab.service.batching import MicroBatcher
+from captchalab.service.labelling import LabelQueue
+from captchalab.service.limits import BodySizeLimit, Limits
+
+
+@dataclass
+class ServedModel:
+    """A recognizer under a name, with the version clients see (a hash of its file)."""
+
+    name: str
+    recognizer: Recognizer
+    version: str
+    batcher: MicroBatcher = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path, name: str | None = None, limits: Limits | None = None,
+             threads: int | None = None) -> ServedModel:
+        path = Path(path)
+        limits = limits or Limits()
+        recognizer = Recognizer.load(path, threads=threads)
+        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        batcher = MicroBatcher(recognizer, limits.max_batch, limits.batch_wait)
+        return cls(name or path.stem, recognizer, version, batcher)
+
+    def describe(self, default: bool) -> dict:
+        r = self.recognizer
+        return {"name": self.name, "version": self.version, "family": r.family,
+                "alphabet": r.alphabet.symbols, "reads_order": r.ordered,
+                "input": {"height": r.preprocessing.height, "width": r.preprocessing.width},
+                "format": Path(r.path).suffix.lstrip("."), "default": default}
+
+
+class RecognizeJSON(BaseModel):
+    """JSON body of ``POST /v1/recognize``: base64 images (plain or data: URLs)."""
+
+    images: list[str] = Field(default_factory=list, description="base64-encoded images")
+    image: str | None = Field(None, description="one base64-encoded image")
+    model: str | None = Field(None, description="model name (default: the first served)")
+
+
+class LabelSave(BaseModel):
+    file: str = Field(description="name of the unlabelled image")
+    label: str = Field(description="the text in the image")
+
+
+class LabelUndo(BaseModel):
+    saved: str = Field(description="name of the labelled file to take back")
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _page(name: str) -> str:
+    return resources.files("captchalab.service").joinpath("pages", name).read_text("utf-8")
+
+
+def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
+    """Checked, decoded pixels of one uploaded image; a 4xx ``ClientError`` when it is bad."""
+    if not data:
+        raise ClientError(400, f"{name}: empty image")
+    if len(data) > limits.max_image_bytes:
+        raise ClientError(413, f"{name}: {len(data)} bytes, the limit is "
+                               f"{limits.max_image_bytes}")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise ClientError(413, f"{name}: {width}x{height} pixels, the limit is "
+                                       f"{limits.max_pixels} pixels")
+            image.load()
+            return image.copy()
+    except ClientError:
+        raise
+    except Exception as error:  # any decoder failure is the client's bad image
+        raise ClientError(400, f"{name}: not a readable image ({type(error).__name__})") from None
+
+
+def create_app(models: list[ServedModel], limits: Limits | None = None,
+               labels: LabelQueue | None = None) -> FastAPI:
+    """The service over ``models`` (the first is the default); ``labels`` enables ``/label``."""
+    if not models:
+        raise ValueError("serve needs at least one model")
+    limits = limits or Limits()
+    by_name = {m.name: m for m in models}
+    if len(by_name) != len(models):
+        raise ValueError("two served models have the same name; name them MODEL=NAME")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for model in models:
+            model.batcher.start()
+        yield
+        for model in models:
+            await model.batcher.stop()
+
+    app = FastAPI(title="captchalab", version=__version__, lifespan=lifespan,
+                  description="Read text captchas with models trained by captchalab.")
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, error: ClientError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": f"invalid request: {where}: {first.get('msg', '')}"},
+                            status_code=422)
+
+    def pick(name: str | None) -> ServedModel:
+        if name is None or name == "":
+            return models[0]
+        if name not in by_name:
+            raise ClientError(404, f"unknown model {name!r}; served: {', '.join(by_name)}")
+        return by_name[name]
+
+    async def read_request(request: Request) -> tuple[list[tuple[str, bytes]], str | None]:
+        kind = request.headers.get("content-type", "")
+        if kind.startswith("multipart/form-data"):
+            try:
+                form = await request.form(max_files=limits.max_batch + 1,
+                                          max_fields=limits.max_batch + 8)
+            except Exception as error:
+                raise ClientError(400, f"malformed multipart body ({error})") from None
+            uploads = [(getattr(v, "filename", None) or f"file {i + 1}", await v.read())
+                       for i, (k, v) in enumerate(form.multi_items())
+                       if k in ("file", "files") and hasattr(v, "read")]
+            model = form.get("model") or request.query_params.get("model")
+            return uploads, model if isinstance(model, str) else None
+        if kind.startswith("application/json"):
+            try:
+                body = RecognizeJSON.model_validate_json(await request.body())
+            except ValueError as error:
+                raise ClientError(422, f"invalid JSON body ({str(error).splitlines()[0]})"
+                                  ) from None
+            encoded = ([body.image] if body.image else []) + body.images
+            uploads = []
+            for i, text in enumerate(encoded):
+                if text.startswith("data:") and "," in text:
+                    text = text.split(",", 1)[1]
+                try:
+                    uploads.append((f"image {i + 1}", base64.b64decode(text, validate=True)))
+                except (binascii.Error, ValueError):
+                    raise ClientError(400, f"image {i + 1}: invalid base64") from None
+            return uploads, body.model or request.query_params.get("model")
+        raise ClientError(415, "send multipart/form-data with file fields or JSON with "
+                               "base64 images")
+
+    @app.post("/v1/recognize", summary="Read captchas",
+              description="Multipart form with one or more `file` fields, or JSON "
+              "`{\"images\": [base64, ...]}`; `model` (form field, JSON key or query) picks "
+              "the model. Answers one result per image, in order.")
+    async def recognize(request: Request) -> dict:
+        uploads, model_name = await read_request(request)
+        served = pick(model_name)
+        if not uploads:
+            raise ClientError(400, "no image in the request (multipart 'file' fields or JSON "
+                                   "'images')")
+        if len(uploads) > limits.max_batch:
+            raise ClientError(413, f"{len(uploads)} images, the limit is {limits.max_batch} "
+                                   "per request")
+        preprocessing = served.recognizer.preprocessing
+
+        def prepare() -> np.ndarray:
+            return np.stack([preprocessing.load(decode_image(data, name, limits))
+                             for name, data in uploads])
+
+        pixels = await run_in_threadpool(prepare)
+        predictions = await served.batcher.predict(pixels)
+        return {"model": served.name, "version": served.version,
+                "results": [{"name": name, **p.to_dict()}
+                            for (name, _), p in zip(uploads, predictions)]}
+
+    @app.get("/v1/models", summary="Served models")
+    async def list_models() -> dict:
+        return {"models": [m.describe(i == 0) for i, m in enumerate(models)]}
+
+    @app.get("/healthz", summary="Liveness")
+    async def health() -> dict:
+        return {"status": "ok", "models": len(models), "version": __version__}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def try_page() -> HTMLResponse:
+        return HTMLResponse(_page("index.html"))
+
+    if labels is not None:
+        _add_labelling(app, labels)
+    return app
+
+
+def _add_labelling(app: FastAPI, labels: LabelQueue) -> None:
+    @app.get("/label", response_class=HTMLResponse, include_in_schema=False)
+    async def label_page() -> HTMLResponse:
+        return HTMLResponse(_page("label.html"))
+
+    @app.get("/v1/label/queue", summary="Images to label, least confident first")
+    async def label_queue() -> dict:
+        return labels.state()
+
+    @app.get("/v1/label/image/{name}", summary="One image to label")
+    async def label_image(name: str) -> Response:
+        path = labels.source(name)
+        if path is None:
+            raise ClientError(404, f"{name}: not an image of the folder being labelled")
+        return Response(path.read_bytes(), media_type=labels.media_type(path))
+
+    @app.post("/v1/label", summary="Save a label (never overwrites)")
+    async def save_label(body: LabelSave) -> dict:
+        try:
+            saved = await run_in_threadpool(labels.save, body.file, body.label)
+        except LookupError as error:
+            raise ClientError(404, str(error)) from None
+        except ValueError as error:
+            raise ClientError(400, str(error)) from None
+        return {"saved": saved.name, **labels.progress()}
+
+    @app.post("/v1/label/undo", summary="Take back a label saved by this server")
+    async def undo_label(body: LabelUndo) -> dict:
+        try:
+            source = await run_in_threadpool(labels.undo, body.saved)
+        except LookupError as error:
+            raise ClientError(404, str(error)) from None
+        return {"restored": source, **labels.progress()}

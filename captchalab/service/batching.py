@@ -1,0 +1,89 @@
+"""Micro-batching: concurrent single-image requests share one forward pass.
+
+Requests queue their preprocessed pixels; one worker takes everything queued (up to
+``max_batch``), waiting at most ``max_wait`` seconds for company, and runs it in a thread
+so the event loop keeps accepting requests. Under light load a request runs alone at once;
+under heavy load the requests that arrive during one forward pass form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from captchalab.runtime.recognizer import Prediction, Recognizer
+
+
+class MicroBatcher:
+    def __init__(self, recognizer: Recognizer, max_batch: int = 64, max_wait: float = 0.002,
+                 ) -> None:
+        self.recognizer = recognizer
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] | None = None
+        self.worker: asyncio.Task | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="captchalab-batch")
+        self.batches = 0
+        self.images = 0
+
+    def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.worker:
+            self.worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, pixels: np.ndarray) -> list[Prediction]:
+        """Predictions for ``(N, H, W)`` uint8 pixels, batched with other callers' images."""
+        if self.queue is None:
+            self.start()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for image in pixels:
+            future = loop.create_future()
+            self.queue.put_nowait((image, future))
+            futures.append(future)
+        return list(await asyncio.gather(*futures))
+
+    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        batch = [await self.queue.get()]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            if self.queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            else:
+                batch.append(self.queue.get_nowait())
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._take()
+            live = [(image, future) for image, future in batch if not future.done()]
+            if not live:
+                continue
+            pixels = np.stack([image for image, _ in live])
+            try:
+                predictions = await loop.run_in_executor(
+                    self.executor, self.recognizer.predict_pixels, pixels)
+            except Exception as error:  # reported to every waiting request, worker goes on
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self.batches += 1
+            self.images += len(live)
+            for (_, future), prediction in zip(live, predictions):
+                if not future.done():
+                    future.set_result(prediction)
