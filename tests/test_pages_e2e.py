@@ -1,0 +1,281 @@
+"""End-to-end tests of the service's web pages (``/`` and ``/label``) in headless Chromium.
+
+The real server (``build_app`` run by uvicorn in a thread) serves an ONNX export of the
+session's briefly trained model; Playwright drives the pages as a person would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser tests "
+                "need it", allow_module_level=True)
+
+import uvicorn  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+from captchalab.export import export_onnx  # noqa: E402
+from captchalab.runtime import Recognizer  # noqa: E402
+from captchalab.service.server import build_app  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+TIMEOUT_MS = 20_000  # generous: two cores, shared with the rest of the suite
+UNLABELLED = 5
+
+
+@dataclass
+class Served:
+    url: str
+    label_dir: Path
+    out_dir: Path
+
+    def get_json(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return json.loads(response.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def onnx_model(trained_model, tmp_path_factory) -> Path:
+    return export_onnx(trained_model, tmp_path_factory.mktemp("e2e_onnx") / "rings.onnx")
+
+
+@pytest.fixture(scope="module")
+def recognizer(onnx_model) -> Recognizer:
+    return Recognizer.load(onnx_model, threads=1)
+
+
+@pytest.fixture(scope="module")
+def rings_images(rings_test) -> list[Path]:
+    return sorted(rings_test.glob("*.png"))
+
+
+@pytest.fixture
+def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
+    """A fresh server per test (loading it takes well under a second), so the labelling
+    tests do not depend on each other's saves; unlabelled images get neutral names."""
+    label_dir, out_dir = tmp_path / "unlabelled", tmp_path / "labelled"
+    label_dir.mkdir()
+    for i, source in enumerate(rings_images[:UNLABELLED]):
+        shutil.copyfile(source, label_dir / f"img{i}.png")
+    app = build_app(models=[str(onnx_model)], threads=1, label_dir=str(label_dir),
+                    labelled_dir=str(out_dir))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True, name="e2e-uvicorn")
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail("the captchalab server did not answer /healthz within 30 s")
+        time.sleep(0.05)
+    try:
+        yield Served(url, label_dir, out_dir)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Page]:
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _shown_file(page: Page) -> str:
+    """The unlabelled image ``/label`` shows now (from ``#image``'s src)."""
+    src = page.locator("#image").get_attribute("src") or ""
+    assert src.startswith("/v1/label/image/"), f"no image shown (src={src!r})"
+    return unquote(src.rsplit("/", 1)[1])
+
+
+# ----------------------------------------------------------------------------- the / page
+
+
+def _open_try_page(page: Page, served: Served, onnx_model: Path) -> None:
+    page.goto(served.url + "/")
+    # the model list is filled from /v1/models; wait for it so the upload names the model
+    expect(page.locator("#model option")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("#model")).to_have_value(onnx_model.stem)
+
+
+def test_try_page_reads_an_uploaded_image(page, served, onnx_model, recognizer, rings_images):
+    # an image the model reads as something, so an empty #result cannot pass for the answer
+    image = next((p for p in rings_images if recognizer.predict(p).text), None)
+    assert image is not None, "the trained model reads nothing in any rings test image"
+    expected = recognizer.predict(image).text
+
+    _open_try_page(page, served, onnx_model)
+    with page.expect_response(lambda r: r.url.endswith("/v1/recognize")) as answer:
+        page.set_input_files("#file", str(image))
+    assert answer.value.status == 200
+
+    expect(page.locator("#result")).to_have_text(expected, timeout=TIMEOUT_MS)
+    expect(page.locator("#error")).to_have_text("")
+    # the overlay on the preview: one entry per character, each the character and its %
+    chars = page.locator("#overlay .char")
+    expect(chars).to_have_count(len(expected))
+    for i, c in enumerate(expected):
+        text = chars.nth(i).inner_text()
+        assert text.split()[0] == c, f"overlay entry {i} is {text!r}, expected {c!r} first"
+        assert text.strip().endswith("%")
+    expect(page.locator("#stage")).to_be_visible()
+    expect(page.locator("#details")).to_contain_text("confidence")
+
+
+def test_try_page_shows_the_error_for_a_file_that_is_not_an_image(page, served, onnx_model):
+    _open_try_page(page, served, onnx_model)
+    with page.expect_response(lambda r: r.url.endswith("/v1/recognize")) as answer:
+        page.set_input_files("#file", {"name": "bad.png", "mimeType": "image/png",
+                                       "buffer": b"this is a text file, not a PNG\n"})
+    assert answer.value.status == 400
+    api_error = answer.value.json()["error"]
+    assert "bad.png" in api_error and "not a readable image" in api_error
+
+    expect(page.locator("#error")).to_have_text(api_error, timeout=TIMEOUT_MS)
+    expect(page.locator("#result")).to_have_text("")
+    expect(page.locator("#overlay .char")).to_have_count(0)
+
+
+# ------------------------------------------------------------------------ the /label page
+
+
+def _save(page: Page, label: str, labelled_after: int) -> str:
+    """Type ``label`` for the shown image, press Enter, wait for the save; the source name."""
+    source = _shown_file(page)
+    page.locator("#label").fill(label)
+    page.locator("#label").press("Enter")
+    expect(page.locator("#progress")).to_have_text(f"{labelled_after} of {UNLABELLED} labelled")
+    return source
+
+
+def test_label_page_saves_skips_and_undoes(page, served, recognizer):
+    queue = served.get_json("/v1/label/queue")
+    assert queue["total"] == UNLABELLED and queue["labelled"] == 0
+    order = [item["file"] for item in queue["items"]]
+    assert sorted(order) == [f"img{i}.png" for i in range(UNLABELLED)]
+    # least confident first, by the server's numbers and by our own reading of the files
+    confidences = [item["confidence"] for item in queue["items"]]
+    assert confidences == sorted(confidences)
+    ours = {name: recognizer.predict(served.label_dir / name).confidence for name in order}
+    assert ours[order[0]] == pytest.approx(min(ours.values()), abs=1e-3)
+
+    page.goto(served.url + "/label")
+    expect(page.locator("#progress")).to_have_text(f"0 of {UNLABELLED} labelled")
+    expect(page.locator("#image")).to_have_attribute("src", f"/v1/label/image/{order[0]}")
+    expect(page.locator("#label")).to_have_value(queue["items"][0]["guess"])
+    expect(page.locator("#label")).to_be_focused()
+    expect(page.locator("#undo")).to_be_disabled()
+
+    saves = [("111111", "111111.png"), ("222222", "222222.png"), ("111111", "111111_1.png")]
+    sources = []
+    for n, (label, _) in enumerate(saves, start=1):
+        sources.append(_save(page, label, n))
+    assert sources == order[:3], "the page must walk the queue in the server's order"
+    expect(page.locator("#status")).to_have_text("saved 111111_1.png")
+    expect(page.locator("#error")).to_have_text("")
+
+    # on disk: the repeated label got _1 instead of overwriting, bytes are the source's
+    saved = sorted(p.name for p in served.out_dir.iterdir())
+    assert saved == sorted(name for _, name in saves), saved
+    for (_, name), source in zip(saves, sources):
+        assert (served.out_dir / name).read_bytes() == (served.label_dir / source).read_bytes()
+    assert served.get_json("/v1/label/queue")["labelled"] == 3
+    assert [i["file"] for i in served.get_json("/v1/label/queue")["items"]] == order[3:]
+
+    # Escape skips: the next image is shown, nothing is written
+    before = _shown_file(page)
+    assert before == order[3]
+    page.locator("#label").press("Escape")
+    expect(page.locator("#image")).to_have_attribute("src", f"/v1/label/image/{order[4]}")
+    expect(page.locator("#status")).to_have_text("skipped")
+    expect(page.locator("#progress")).to_have_text(f"3 of {UNLABELLED} labelled")
+    assert len(list(served.out_dir.iterdir())) == 3
+
+    # Undo takes back the last save: the file goes, its image comes back to label
+    page.locator("#undo").click()
+    expect(page.locator("#progress")).to_have_text(f"2 of {UNLABELLED} labelled")
+    expect(page.locator("#status")).to_have_text("took back 111111_1.png")
+    assert not (served.out_dir / "111111_1.png").exists()
+    assert (served.out_dir / "111111.png").exists()
+    assert (served.out_dir / "222222.png").exists()
+    expect(page.locator("#image")).to_have_attribute("src", f"/v1/label/image/{sources[2]}")
+    assert served.get_json("/v1/label/queue")["labelled"] == 2
+
+
+def test_two_tabs_saving_the_same_image_lose_nothing(browser, served):
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        tabs = [context.new_page(), context.new_page()]
+        first = served.get_json("/v1/label/queue")["items"][0]["file"]
+        for tab in tabs:
+            tab.goto(served.url + "/label")
+            expect(tab.locator("#image")).to_have_attribute("src", f"/v1/label/image/{first}")
+            tab.locator("#label").fill("333333")
+        # both saves in flight at once: neither waits for the other's answer
+        for tab in tabs:
+            tab.locator("#label").press("Enter")
+        for tab in tabs:
+            expect(tab.locator("#status")).to_have_text(
+                re.compile(r"^saved 333333(_1)?\.png$"))
+            expect(tab.locator("#progress")).to_have_text(f"1 of {UNLABELLED} labelled")
+            expect(tab.locator("#error")).to_have_text("")
+        statuses = {tab.locator("#status").inner_text() for tab in tabs}
+        assert statuses == {"saved 333333.png", "saved 333333_1.png"}
+    finally:
+        context.close()
+
+    # every file in the folder (no leftover temporary files either), each a full copy
+    assert sorted(p.name for p in served.out_dir.iterdir()) == ["333333.png", "333333_1.png"]
+    source = (served.label_dir / first).read_bytes()
+    for name in ("333333.png", "333333_1.png"):
+        assert (served.out_dir / name).read_bytes() == source
+    assert served.get_json("/v1/label/queue")["labelled"] == 1
