@@ -88,85 +88,131 @@ def prefix_beam_search(
     return ranked_final[0][0]
 
 
-def _trellis(log_probs: np.ndarray, labelings: Sequence[Sequence[int]]
-             ) -> tuple[np.ndarray, list[list[list[int]]]]:
-    """CTC forward algorithm and Viterbi alignment for a batch at once.
-
-    ``log_probs`` is ``(N, T, C)``, ``labelings`` one label sequence per item. Returns
-    log P(labels | frames) per item (summed over alignments) and, per item, the frames of
-    each symbol in the most probable alignment. The recursion runs over the extended
-    labelling ``_ a _ b _`` of every item in one ``(N, S)`` array; an item's padding states
-    come after its own and never feed into them.
-    """
-    n_items, n_frames, _ = log_probs.shape
+def _extended(labelings: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each labelling as CTC states ``_ a _ b _``, padded to one ``(N, S)`` array, with where a
+    state may be reached by skipping a blank (between two different symbols), and lengths.
+    An item's padding states come after its own and never feed into them."""
     lengths = np.array([len(labels) for labels in labelings], dtype=np.int64)
     n_states = 2 * int(lengths.max(initial=0)) + 1
-    states = np.zeros((n_items, n_states), dtype=np.int64)
+    states = np.zeros((len(labelings), n_states), dtype=np.int64)
     for i, labels in enumerate(labelings):
         states[i, 1 : 2 * len(labels) : 2] = labels
-    skip = np.zeros((n_items, n_states), dtype=bool)  # may jump a blank between two symbols
+    skip = np.zeros(states.shape, dtype=bool)
     skip[:, 3::2] = states[:, 3::2] != states[:, 1:-2:2]
-    emissions = np.take_along_axis(log_probs, states[:, None, :].repeat(n_frames, 1), axis=2)
-    total = np.full((n_items, n_states), NEG_INF)
-    total[:, 0] = emissions[:, 0, 0]
-    if n_states > 1:
-        total[:, 1] = emissions[:, 0, 1]
-    best = total.copy()
-    back = np.zeros((n_frames, n_items, n_states), dtype=np.int8)
+    return states, skip, lengths
 
-    def options(alpha: np.ndarray) -> np.ndarray:  # stay, move to the next state, skip a blank
-        moves = np.full((3, n_items, n_states), NEG_INF)
-        moves[0] = alpha
-        moves[1, :, 1:] = alpha[:, :-1]
-        moves[2, :, 2:] = np.where(skip[:, 2:], alpha[:, :-2], NEG_INF)
-        return moves
 
+def _emissions(log_probs: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """``(N, T, S)``: each frame's log-probability of each item's states."""
+    return np.take_along_axis(log_probs, states[:, None, :].repeat(log_probs.shape[1], 1), 2)
+
+
+def _forward(log_probs: np.ndarray, labelings: Sequence[Sequence[int]],
+             rescale_every: int = 4) -> np.ndarray:
+    """log P(labels | frames) per item, summed over every alignment: the CTC forward
+    recursion for the whole batch at once, as one small matrix product per frame, in
+    probabilities rescaled every few frames (float64 keeps that far from underflow)."""
+    n_items, n_frames, _ = log_probs.shape
+    states, skip, lengths = _extended(labelings)
+    n_states = states.shape[1]
+    emissions = np.exp(_emissions(log_probs, states))
+    moves = np.zeros((n_items, n_states, n_states))  # moves[i, from, to]
+    index = np.arange(n_states)
+    moves[:, index, index] = 1.0
+    moves[:, index[:-1], index[1:]] = 1.0
+    moves[:, index[:-2], index[2:]] = skip[:, 2:]
+    alpha = np.zeros((n_items, 1, n_states))
+    alpha[:, 0, : min(2, n_states)] = emissions[:, 0, : min(2, n_states)]
+    log_scale = np.zeros(n_items)
+    with np.errstate(divide="ignore"):
+        for t in range(1, n_frames + 1):
+            if t % rescale_every == 0 or t == n_frames:
+                scale = alpha.sum(axis=2)
+                alpha /= np.maximum(scale, 1e-300)[:, :, None]
+                log_scale += np.log(scale[:, 0])
+            if t < n_frames:
+                alpha = np.matmul(alpha, moves) * emissions[:, t, None, :]
+        last = 2 * lengths
+        rows = np.arange(n_items)
+        final = alpha[rows, 0, last] + np.where(lengths > 0,
+                                                alpha[rows, 0, np.maximum(last - 1, 0)], 0.0)
+        total = np.log(final) + log_scale
+    total[lengths > n_frames] = NEG_INF
+    return total
+
+
+def _viterbi_spans(log_probs: np.ndarray, labelings: Sequence[Sequence[int]]
+                   ) -> list[list[list[int]]]:
+    """Per item, the frames of each symbol in its most probable alignment."""
+    n_items, n_frames, _ = log_probs.shape
+    states, skip, lengths = _extended(labelings)
+    emissions = _emissions(log_probs, states)
+    best = np.full(states.shape, NEG_INF)
+    best[:, 0] = emissions[:, 0, 0]
+    if states.shape[1] > 1:
+        best[:, 1] = emissions[:, 0, 1]
+    back = np.zeros((n_frames, *states.shape), dtype=np.int8)
     for t in range(1, n_frames):
-        options_sum, options_max = options(total), options(best)
-        with np.errstate(invalid="ignore"):
-            total = np.logaddexp.reduce(options_sum, axis=0) + emissions[:, t]
-        back[t] = np.argmax(options_max, axis=0)
-        best = np.max(options_max, axis=0) + emissions[:, t]
-    last = 2 * lengths  # each item's final blank state
-    rows = np.arange(n_items)
-    end_blank, end_label = total[rows, last], total[rows, np.maximum(last - 1, 0)]
-    sequence = np.where(lengths > 0, np.logaddexp(end_blank, end_label), end_blank)
-    sequence[lengths > n_frames] = NEG_INF
+        options = np.full((3, *states.shape), NEG_INF)  # stay, next state, skip a blank
+        options[0] = best
+        options[1, :, 1:] = best[:, :-1]
+        options[2, :, 2:] = np.where(skip[:, 2:], best[:, :-2], NEG_INF)
+        back[t] = np.argmax(options, axis=0)
+        best = np.max(options, axis=0) + emissions[:, t]
     back_list = back.transpose(1, 0, 2).tolist()
-    spans_per_item = []
+    result = []
     for i, labels in enumerate(labelings):
         spans: list[list[int]] = [[] for _ in labels]
-        if labels and lengths[i] <= n_frames:
-            state = int(last[i]) if best[i, last[i]] >= best[i, last[i] - 1] else int(last[i]) - 1
-            steps = back_list[i]
+        last = 2 * len(labels)
+        if labels and len(labels) <= n_frames:
+            state = last if best[i, last] >= best[i, last - 1] else last - 1
             for t in range(n_frames - 1, -1, -1):
                 if state % 2 == 1:
                     spans[state // 2].append(t)
-                state -= steps[t][state]
+                state -= back_list[i][t][state]
             for span in spans:
                 span.reverse()
-        spans_per_item.append(spans)
-    return sequence, spans_per_item
+        result.append(spans)
+    return result
+
+
+def _path_spans(path: Sequence[int]) -> list[list[int]]:
+    """The frames of each symbol along a best path (argmax per frame): the path is the most
+    probable alignment of the labelling it collapses to, so no Viterbi pass is needed."""
+    spans: list[list[int]] = []
+    previous = 0
+    for t, label in enumerate(path):
+        if label != 0:
+            if label == previous:
+                spans[-1].append(t)
+            else:
+                spans.append([t])
+        previous = label
+    return spans
 
 
 def sequence_log_prob(log_probs: np.ndarray, labels: Sequence[int]) -> float:
     """log P(labels | frames), summed over all CTC alignments (the CTC forward algorithm)."""
-    return float(_trellis(np.asarray(log_probs)[None], [tuple(labels)])[0][0])
+    return float(_forward(np.asarray(log_probs, dtype=np.float64)[None], [tuple(labels)])[0])
 
 
 def align(log_probs: np.ndarray, labels: Sequence[int]) -> list[list[int]]:
     """The frames of each symbol in the most probable alignment (Viterbi), one list per symbol."""
-    return _trellis(np.asarray(log_probs)[None], [tuple(labels)])[1][0]
+    return _viterbi_spans(np.asarray(log_probs)[None], [tuple(labels)])[0]
 
 
-def describe_batch(log_probs: np.ndarray, labelings: Sequence[Sequence[int]]) -> list[Decoded]:
+def describe_batch(log_probs: np.ndarray, labelings: Sequence[Sequence[int]],
+                   spans: list[list[list[int]]] | None = None) -> list[Decoded]:
     """Attach confidences to decoded sequences: P(sequence), per symbol its best frame's
-    probability and its centre in frames."""
-    sequence, spans_per_item = _trellis(log_probs, labelings)
+    probability and its centre in frames. ``spans`` (each symbol's frames in the best
+    alignment) are found by Viterbi when not given."""
+    sequence = _forward(log_probs, labelings)
+    if spans is None:
+        spans = _viterbi_spans(log_probs, labelings)
     results = []
-    for item, labels, spans, log_p in zip(log_probs, labelings, spans_per_item, sequence):
+    for item, labels, item_spans, log_p in zip(log_probs, labelings, spans, sequence):
         char_confidences, positions = [], []
-        for label, span in zip(labels, spans):
+        for label, span in zip(labels, item_spans):
             scores = item[span, label]
             char_confidences.append(float(np.exp(scores.max())) if span else 0.0)
             positions.append(centre_of(item[:, label], span))
@@ -177,7 +223,7 @@ def describe_batch(log_probs: np.ndarray, labelings: Sequence[Sequence[int]]) ->
 
 def describe(log_probs: np.ndarray, labels: Sequence[int]) -> Decoded:
     """:func:`describe_batch` for one item."""
-    return describe_batch(np.asarray(log_probs)[None], [tuple(labels)])[0]
+    return describe_batch(np.asarray(log_probs, dtype=np.float64)[None], [tuple(labels)])[0]
 
 
 def centre_of(symbol_log_probs: np.ndarray, span: Sequence[int]) -> float:
@@ -202,7 +248,7 @@ def decode_batch(
     keep = (best != 0) & np.concatenate([np.ones_like(best[:, :1], bool),
                                          best[:, 1:] != best[:, :-1]], axis=1)
     labelings = [tuple(row[mask].tolist()) for row, mask in zip(best, keep)]
-    decoded = describe_batch(items, labelings)
+    decoded = describe_batch(items, labelings, [_path_spans(row) for row in best.tolist()])
     if method == "greedy":
         return decoded
     # A reading with probability above 1/2 is the most probable one (all readings sum to 1),
