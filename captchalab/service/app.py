@@ -197,7 +197,8 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
             return np.stack([preprocessing.load(decode_image(data, name, limits))
                              for name, data in uploads])
 
-        pixels = await run_in_threadpool(prepare)
+        with served.batcher.expecting():
+            pixels = await run_in_threadpool(prepare)
         predictions = await served.batcher.predict(pixels)
         return {"model": served.name, "version": served.version,
                 "results": [{"name": name, **p.to_dict()}

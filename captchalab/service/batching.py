@@ -1,16 +1,19 @@
 """Micro-batching: concurrent single-image requests share one forward pass.
 
 Requests queue their preprocessed pixels; one worker takes everything queued (up to
-``max_batch``), waiting at most ``max_wait`` seconds for company, and runs it in a thread
-so the event loop keeps accepting requests. Under light load a request runs alone at once;
-under heavy load the requests that arrive during one forward pass form the next batch.
+``max_batch``) and runs it in a thread so the event loop keeps accepting requests. It waits
+at most ``max_wait`` seconds for company, and only while other requests are on their way
+(announced with :meth:`expecting`, still decoding their images): a request alone runs at
+once, and under load the requests that arrive during one forward pass form the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -28,6 +31,16 @@ class MicroBatcher:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="captchalab-batch")
         self.batches = 0
         self.images = 0
+        self.coming = 0  # requests announced but not yet queued
+
+    @contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce a request while it prepares its pixels, so a batch may wait for it."""
+        self.coming += 1
+        try:
+            yield
+        finally:
+            self.coming -= 1
 
     def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -56,7 +69,7 @@ class MicroBatcher:
         while len(batch) < self.max_batch:
             if self.queue.empty():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or not self.coming:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), remaining))

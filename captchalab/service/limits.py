@@ -15,7 +15,7 @@ class Limits:
     max_request_bytes: int = 16 * 1024 * 1024  # a whole request body
     max_pixels: int = 4_000_000  # width x height of one image, checked before decoding
     max_batch: int = 64  # images in one request, and in one forward pass
-    batch_wait: float = 0.001  # seconds a batch waits for more concurrent requests
+    batch_wait: float = 0.002  # seconds a batch may wait for requests on their way
 
 
 class RequestTooLarge(Exception):
