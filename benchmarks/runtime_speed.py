@@ -101,8 +101,12 @@ def measure(recognizer: Recognizer, data: list[bytes], labels: list[str], val: s
         t = time.perf_counter()
         recognizer.predict_pixels(pixels[i : i + 1])
         network.append(time.perf_counter() - t)
-    batched, whole = [], []
+    batched, whole, network_only = [], [], []
     for _ in range(3):
+        t = time.perf_counter()
+        for start in range(0, len(data), 64):
+            recognizer.outputs(pixels[start : start + 64])
+        network_only.append(time.perf_counter() - t)
         t = time.perf_counter()
         texts = [p.text for start in range(0, len(data), 64)
                  for p in recognizer.predict_pixels(pixels[start : start + 64])]
@@ -114,6 +118,7 @@ def measure(recognizer: Recognizer, data: list[bytes], labels: list[str], val: s
     return {
         "batch1_end_to_end": percentiles(end_to_end),
         "batch1_network_and_decoding": percentiles(network),
+        "batch64_images_per_s_network_only": round(len(data) / min(network_only)),
         "batch64_images_per_s_from_pixels": round(len(data) / min(batched)),
         "batch64_images_per_s_end_to_end": round(len(data) / min(whole)),
         "accuracy_all": round(float(np.mean(right)), 4),
