@@ -18,6 +18,16 @@ from captchalab.export import check_parity, export_onnx
 from captchalab.runtime import ModelFileError, Recognizer
 
 FAMILIES = ["crnn", "multihead-spatial", "slice", "heatmap", "multilabel"]
+WITHOUT_TORCH = textwrap.dedent("""
+    import json, sys
+
+    class NoTorch:  # makes torch unimportable, as if it were not installed
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is not installed")
+
+    sys.meta_path.insert(0, NoTorch())
+""")
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +101,7 @@ def test_runtime_and_cli_predict_work_without_torch(crnn_onnx, rings_test, tmp_p
     """Import and predict with torch made unimportable: the runtime needs numpy, Pillow and
     onnxruntime only."""
     image = sorted(rings_test.glob("*.png"))[0]
-    script = textwrap.dedent(f"""
-        import json, sys
-
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is not installed")
-
-        sys.meta_path.insert(0, NoTorch())
+    script = WITHOUT_TORCH + textwrap.dedent(f"""
         from captchalab import Recognizer
         from captchalab.cli import main
 
@@ -119,15 +121,7 @@ def test_runtime_and_cli_predict_work_without_torch(crnn_onnx, rings_test, tmp_p
 
 
 def test_safetensors_without_torch_says_how_to_proceed(trained_model):
-    script = textwrap.dedent(f"""
-        import sys
-
-        class NoTorch:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is not installed")
-
-        sys.meta_path.insert(0, NoTorch())
+    script = WITHOUT_TORCH + textwrap.dedent(f"""
         from captchalab.cli import main
         sys.exit(main(["predict", {str(trained_model)!r}, "x.png"]))
     """)
