@@ -551,8 +551,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from captchalab.service.limits import Limits
-    from captchalab.service.server import serve
 
+    try:
+        from captchalab.service.server import serve
+    except ImportError as error:
+        raise CommandError(f"serve needs the service packages ({error.name} is missing): "
+                           "pip install 'captchalab[serve]'") from None
     if min(args.max_image_bytes, args.max_request_bytes, args.max_pixels, args.max_batch) < 1:
         raise CommandError("--max-image-bytes, --max-request-bytes, --max-pixels and "
                            "--max-batch must be positive")

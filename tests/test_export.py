@@ -21,12 +21,12 @@ FAMILIES = ["crnn", "multihead-spatial", "slice", "heatmap", "multilabel"]
 WITHOUT_TORCH = textwrap.dedent("""
     import json, sys
 
-    class NoTorch:  # makes torch unimportable, as if it were not installed
+    class NotInstalled:  # the training and service extras, as if they were not installed
         def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is not installed")
+            if name.split(".")[0] in ("torch", "onnx", "fastapi", "starlette", "uvicorn"):
+                raise ImportError(f"No module named {name!r}", name=name)
 
-    sys.meta_path.insert(0, NoTorch())
+    sys.meta_path.insert(0, NotInstalled())
 """)
 
 
@@ -98,8 +98,8 @@ def test_onnx_without_captchalab_metadata_is_refused(crnn_onnx, tmp_path):
 
 
 def test_runtime_and_cli_predict_work_without_torch(crnn_onnx, rings_test, tmp_path):
-    """Import and predict with torch made unimportable: the runtime needs numpy, Pillow and
-    onnxruntime only."""
+    """Import and predict with torch (and the service packages) made unimportable: the
+    runtime needs numpy, Pillow and onnxruntime only."""
     image = sorted(rings_test.glob("*.png"))[0]
     script = WITHOUT_TORCH + textwrap.dedent(f"""
         from captchalab import Recognizer
@@ -130,3 +130,7 @@ def test_safetensors_without_torch_says_how_to_proceed(trained_model):
     assert result.returncode == 1
     assert "needs PyTorch" in result.stderr and "captchalab export" in result.stderr
     assert "Traceback" not in result.stderr
+    serve = subprocess.run([sys.executable, "-c", WITHOUT_TORCH + "from captchalab.cli import "
+                            f"main\nsys.exit(main(['serve', {str(trained_model)!r}]))"],
+                           capture_output=True, text=True, timeout=120)
+    assert serve.returncode == 1 and "pip install 'captchalab[serve]'" in serve.stderr
