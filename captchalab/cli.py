@@ -458,6 +458,7 @@ def _expand(paths: Sequence[str]) -> Iterator[tuple[str, object]]:
 def run_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from captchalab.data.preprocess import ImageError
     from captchalab.runtime import Recognizer
 
     recognizer = Recognizer.load(args.model, device=args.device)
@@ -490,8 +491,8 @@ def run_predict(args: argparse.Namespace) -> int:
             continue
         try:
             pending.append((name, recognizer.preprocessing.load(source)))
-        except Exception as error:  # any decoding failure of one file must not stop the rest
-            _stderr(f"captchalab: error: {name}: unreadable image ({type(error).__name__})")
+        except (ImageError, OSError) as error:  # one bad file must not stop the rest
+            _stderr(f"captchalab: error: {name}: {error}")
             failed += 1
             continue
         if len(pending) >= args.batch_size:

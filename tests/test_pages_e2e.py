@@ -177,7 +177,7 @@ def test_try_page_shows_the_error_for_a_file_that_is_not_an_image(page, served, 
                                        "buffer": b"this is a text file, not a PNG\n"})
     assert answer.value.status == 400
     api_error = answer.value.json()["error"]
-    assert "bad.png" in api_error and "not a readable image" in api_error
+    assert "bad.png" in api_error and "not an image" in api_error
 
     expect(page.locator("#error")).to_have_text(api_error, timeout=TIMEOUT_MS)
     expect(page.locator("#result")).to_have_text("")

@@ -88,8 +88,8 @@ def test_bad_requests_get_json_4xx_and_the_server_keeps_serving(onnx_model, trai
                     max_batch=4)
     good = images[0].read_bytes()
     cases = [
-        ({"files": [("file", ("a.png", b"", "image/png"))]}, 400, "a.png: empty image"),
-        ({"files": [("file", ("t.png", b"hello", "image/png"))]}, 400, "not a readable image"),
+        ({"files": [("file", ("a.png", b"", "image/png"))]}, 400, "a.png: empty file"),
+        ({"files": [("file", ("t.png", b"hello", "image/png"))]}, 400, "t.png: not an image"),
         ({"files": [("file", ("big.png", _png(1000, 1000), "image/png"))]}, 413, "pixels"),
         ({"files": [("file", ("f.png", good, "image/png"))] * 5}, 413, "limit is 4 per request"),
         ({"files": [("file", ("f.png", good, "image/png"))], "data": {"model": "nope"}}, 404,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from captchalab.data.alphabet import Alphabet
+from captchalab.data.preprocess import ImageError, open_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 LABEL_FILES = ("labels.csv", "labels.txt")
@@ -151,15 +151,10 @@ def read_labelled_folder(
         if case_insensitive:
             label = label.lower()
         data = path.read_bytes()
-        if not data:
-            bad.append(BadFile(path, "empty file"))
-            continue
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                size = image.size
-        except Exception as error:  # PIL raises many types for broken files
-            bad.append(BadFile(path, f"unreadable image: {type(error).__name__}"))
+            size = open_image(data).size  # decoded and upright, as training sees it
+        except ImageError as error:
+            bad.append(BadFile(path, str(error)))
             continue
         if not label:
             bad.append(BadFile(path, "empty label"))

@@ -7,12 +7,13 @@ else, with the parameters stored in the model file, so they cannot drift apart.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
@@ -20,18 +21,51 @@ DEFAULT_HEIGHT = 32
 _WIDTH_MULTIPLE = 4
 
 
-def open_image(source: ImageInput) -> Image.Image:
-    """A PIL image from a path, encoded bytes, a PIL image or a uint8/float numpy array."""
+MAX_PIXELS = 50_000_000  # a larger declared size is refused before decoding (a bomb)
+
+
+class ImageError(ValueError):
+    """An image that cannot be read; the message says why in a few words."""
+
+
+class ImageTooLarge(ImageError):
+    """An image whose declared size is over the pixel limit (checked before decoding)."""
+
+
+def _decode(opener, max_pixels: int) -> Image.Image:
+    """Open, check the declared size, decode, and apply the EXIF orientation."""
+    try:
+        with opener() as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(f"{width}x{height} pixels, over the limit of {max_pixels}")
+            image.load()
+            return ImageOps.exif_transpose(image)  # a decoded copy, upright
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageTooLarge("declared size over the decompression-bomb limit") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ImageError(f"corrupt or truncated image ({reason})") from None
+
+
+def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A decoded, upright PIL image from a path, encoded bytes, a PIL image or a uint8/float
+    numpy array; an :class:`ImageError` (one line, no file name) when it cannot be read."""
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(bytes(source)))
-        image.load()
-        return image
+        if not source:
+            raise ImageError("empty file")
+        data = bytes(source)
+        return _decode(lambda: Image.open(io.BytesIO(data)), max_pixels)
     if isinstance(source, (str, Path)):
-        with Image.open(source) as image:
-            image.load()
-            return image
+        if Path(source).is_file() and Path(source).stat().st_size == 0:
+            raise ImageError("empty file")
+        return _decode(lambda: Image.open(source), max_pixels)
     if isinstance(source, np.ndarray):
         array = source
         if array.dtype != np.uint8:
@@ -47,12 +81,17 @@ def open_image(source: ImageInput) -> Image.Image:
 
 
 def to_grey(image: Image.Image, background: int = 255) -> Image.Image:
-    """Grey ('L') image; transparent pixels are laid over a plain ``background``."""
+    """Grey ('L') image; transparent pixels are laid over a plain ``background``, 16-bit and
+    integer images are scaled to 8 bits rather than clipped."""
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
         base = Image.new("RGBA", image.size, (background, background, background, 255))
         image = Image.alpha_composite(base, image.convert("RGBA"))
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8))
     return image.convert("L")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +20,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from captchalab import __version__
+from captchalab.data.preprocess import ImageError, ImageTooLarge, open_image
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.service.batching import MicroBatcher
 from captchalab.service.labelling import LabelQueue
@@ -81,25 +81,17 @@ def _page(name: str) -> str:
     return resources.files("captchalab.service").joinpath("pages", name).read_text("utf-8")
 
 
-def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
-    """Checked, decoded pixels of one uploaded image; a 4xx ``ClientError`` when it is bad."""
-    if not data:
-        raise ClientError(400, f"{name}: empty image")
+def decode_image(data: bytes, name: str, limits: Limits) -> Image.Image:
+    """Checked, decoded, upright image of one upload; a 4xx ``ClientError`` when it is bad."""
     if len(data) > limits.max_image_bytes:
         raise ClientError(413, f"{name}: {len(data)} bytes, the limit is "
                                f"{limits.max_image_bytes}")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise ClientError(413, f"{name}: {width}x{height} pixels, the limit is "
-                                       f"{limits.max_pixels} pixels")
-            image.load()
-            return image.copy()
-    except ClientError:
-        raise
-    except Exception as error:  # any decoder failure is the client's bad image
-        raise ClientError(400, f"{name}: not a readable image ({type(error).__name__})") from None
+        return open_image(data, max_pixels=limits.max_pixels)
+    except ImageTooLarge as error:
+        raise ClientError(413, f"{name}: {error}") from None
+    except ImageError as error:
+        raise ClientError(400, f"{name}: {error}") from None
 
 
 def create_app(models: list[ServedModel], limits: Limits | None = None,
