@@ -523,8 +523,10 @@ class Trainer:
                           "seconds": round(time.monotonic() - started, 2), **validation}
                 history.append(record)
                 losses = []
-                with (self.out_dir / METRICS_FILE).open("a" if len(history) > 1 else "w") as stream:
-                    stream.write(json.dumps(record) + "\n")
+                # rewritten whole (atomically) from the history, which a resumed run restores:
+                # an epoch cut off by a kill is written again once, never twice
+                atomic_write_text(self.out_dir / METRICS_FILE,
+                                  "".join(json.dumps(r) + "\n" for r in history))
                 score = (record.get("val_accuracy", 0.0), -(record.get("val_loss") or 0.0))
                 if not data.val or score > best_score:
                     best_score, decoding = score, tuned
