@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test lint clean bench-families bench-few-labels bench-audit
+.PHONY: install demo test lint clean bench-families bench-few-labels bench-audit bench-deploy
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,21 @@ bench-few-labels: install  # captcha_v2 with 100 labels, from scratch and pretra
 
 bench-audit: install  # the default audit of captcha_v2 (BENCHMARKS.md); about 27 min
 	$(BIN)/captchalab audit $(V2) --quiet --overwrite --out runs/audit_v2
+
+DDDDOCR := benchmarks/.venv-ddddocr/bin/python
+
+$(DDDDOCR):  # ddddocr only for comparison, in its own venv; never a captchalab dependency
+	$(PYTHON) -m venv benchmarks/.venv-ddddocr
+	benchmarks/.venv-ddddocr/bin/pip install --quiet ddddocr==1.6.1
+
+bench-deploy: install $(DDDDOCR)  # runtimes side by side, then the service under load; ~10 min
+	test -f runs/compare_v2/crnn/model.safetensors || $(MAKE) bench-families
+	$(BIN)/python benchmarks/runtime_speed.py --model runs/compare_v2/crnn/model.safetensors \
+		--data $(V2) --out benchmarks/runs/runtime --ddddocr-python $(DDDDOCR)
+	cp benchmarks/runs/runtime/runtime.json benchmarks/results_runtime.json
+	$(BIN)/python benchmarks/service_load.py --model benchmarks/runs/runtime/model.onnx \
+		--data $(V2) --seconds 60 --connections 1,4,8,16 \
+		--out benchmarks/results_service_load.json
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -77,3 +77,38 @@ def test_not_a_model_file(tmp_path):
         Recognizer.load(path)
     with pytest.raises(ModelFileError, match="no such model file"):
         Recognizer.load(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickle", "no metadata", "metadata without "
+                                    "alphabet", "empty"])
+def test_damaged_model_files_get_one_line_errors(tmp_path, small_model, damage, capsys):
+    """Never unpickled, never a traceback: each damaged file is named with its problem."""
+    import pickle
+
+    from captchalab.cli import main
+
+    good = save_model_file(tmp_path / "good.safetensors", state_to_numpy(small_model),
+                           _metadata(small_model)).read_bytes()
+    path = tmp_path / "m.safetensors"
+    if damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "pickle":
+        path.write_bytes(pickle.dumps({"weights": np.zeros(3)}))
+    elif damage == "no metadata":
+        from safetensors.numpy import save_file
+
+        save_file(state_to_numpy(small_model), str(path))
+    elif damage == "metadata without alphabet":
+        meta = {k: v for k, v in _metadata(small_model).items() if k != "alphabet"}
+        save_model_file(path, state_to_numpy(small_model), meta)
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"m\.safetensors: "):
+        Recognizer.load(path)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("L", (64, 32), 255).save(image)
+    assert main(["predict", str(path), str(image)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "m.safetensors" in err and "Traceback" not in err

@@ -209,22 +209,23 @@ def test_cli_serve_runs_and_refuses_bad_setups(onnx_model, tmp_path, capsys):
     assert main(["serve", str(onnx_model), "--label-dir", str(tmp_path), "--labelled-dir",
                  str(tmp_path / "o"), "--workers", "2"]) == 1
     assert "--workers 1" in capsys.readouterr().err
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "captchalab.cli", "serve",
-                                f"{onnx_model}=r", "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models") as answer:
-                    models = json.loads(answer.read())["models"]
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()
-                assert time.monotonic() < deadline
-                time.sleep(0.3)
-        assert models[0]["name"] == "r"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    for workers in ("1", "2"):  # two workers go through the factory in each process
+        port = _free_port()
+        process = subprocess.Popen([sys.executable, "-m", "captchalab.cli", "serve",
+                                    f"{onnx_model}=r", "--port", str(port), "--workers", workers],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models") as answer:
+                        models = json.loads(answer.read())["models"]
+                    break
+                except OSError:
+                    assert process.poll() is None, process.stderr.read().decode()
+                    assert time.monotonic() < deadline
+                    time.sleep(0.3)
+            assert models[0]["name"] == "r"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
