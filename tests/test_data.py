@@ -119,3 +119,29 @@ def test_preprocessing_fit_keeps_aspect_and_round_trips():
     pre = Preprocessing.fit([(200, 50), (200, 50), (190, 50)], height=32)
     assert pre.height == 32 and pre.width == 128
     assert Preprocessing.from_dict(pre.to_dict()) == pre
+
+
+def _labelled(tmp_path, names):
+    for name in names:
+        Image.new("L", (60, 20), 255).save(tmp_path / name)
+
+
+def test_label_files_with_bom_crlf_unicode_and_repeats(tmp_path):
+    _labelled(tmp_path, ["a.png", "b.png", "c.png"])
+    (tmp_path / "labels.csv").write_bytes(
+        "\ufefffilename,label\r\na.png,k3x\r\nb.png,ü字7\r\na.png,k3x\r\nc.png,\r\n"
+        .encode("utf-8"))
+    folder = read_labelled_folder(tmp_path)
+    assert {s.path.name: s.label for s in folder.samples} == {"a.png": "k3x", "b.png": "ü字7"}
+    assert [(b.path.name, b.problem) for b in folder.bad] == [("c.png", "empty label")]
+
+
+def test_conflicting_or_undecodable_label_files_are_named(tmp_path):
+    _labelled(tmp_path, ["a.png"])
+    (tmp_path / "labels.csv").write_text("a.png,abc\na.png,abd\n")
+    with pytest.raises(DatasetError, match=r"labels\.csv: line 2 labels a\.png 'abd', but "
+                                           r"line 1 labels it 'abc'"):
+        read_labelled_folder(tmp_path)
+    (tmp_path / "labels.csv").write_bytes("a.png,\xe9t\xe9\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"labels\.csv: not UTF-8 text"):
+        read_labelled_folder(tmp_path)

@@ -93,7 +93,12 @@ def _read_label_file(folder: Path) -> dict[str, str] | None:
         if not path.is_file():
             continue
         labels: dict[str, str] = {}
-        text = path.read_text(encoding="utf-8-sig")
+        lines: dict[str, int] = {}
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is dropped
+        except UnicodeDecodeError as error:
+            raise DatasetError(f"{path}: not UTF-8 text (byte {error.start}); save it as "
+                               "UTF-8") from None
         delimiter = "\t" if "\t" in text and "," not in text else ","
         for line_number, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), 1):
             if not row or not "".join(row).strip():
@@ -105,7 +110,12 @@ def _read_label_file(folder: Path) -> dict[str, str] | None:
             filename, label = row[0].strip(), row[1].strip()
             if line_number == 1 and (filename.lower(), label.lower()) == ("filename", "label"):
                 continue
+            if filename in labels and labels[filename] != label:
+                raise DatasetError(
+                    f"{path}: line {line_number} labels {filename} {label!r}, but line "
+                    f"{lines[filename]} labels it {labels[filename]!r}")
             labels[filename] = label
+            lines.setdefault(filename, line_number)
         return labels
     return None
 
