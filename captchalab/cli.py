@@ -34,22 +34,49 @@ def _numbers(text: str) -> list[float]:
             f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _bounded(kind: type, low: float, high: float | None = None, low_open: bool = False,
+             what: str = ""):
+    """An argparse type: a number of ``kind`` within [low, high) (or (low, ...) if open)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what or kind.__name__}, got "
+                                             f"{text!r}") from None
+        if (value <= low if low_open else value < low) or (high is not None and value >= high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _bounded(int, 1, what="a whole number of at least 1")
+COUNT = _bounded(int, 0, what="a whole number of at least 0")
+POSITIVE = _bounded(float, 0, low_open=True, what="a number above 0")
+NON_NEGATIVE = _bounded(float, 0, what="a number of at least 0")
+FRACTION = _bounded(float, 0, 1, what="a fraction from 0 up to (not including) 1")
+HEIGHT = _bounded(int, 16, what="a height of at least 16 pixels")
+PORT = _bounded(int, 0, 65536, what="a port from 0 to 65535")
+
+
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
     """Options shared by ``train`` and ``compare``."""
-    p.add_argument("--epochs", type=int, help="epochs (default: about 3000 optimiser steps' worth)")
-    p.add_argument("--max-minutes", type=float,
+    p.add_argument("--epochs", type=POSITIVE_INT,
+                   help="epochs (default: about 3000 optimiser steps' worth)")
+    p.add_argument("--max-minutes", type=POSITIVE,
                    help="time budget; the learning-rate schedule is fitted into it")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.learning_rate, help="peak learning rate")
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=defaults.batch_size)
+    p.add_argument("--lr", type=POSITIVE, default=defaults.learning_rate, help="peak learning rate")
+    p.add_argument("--seed", type=COUNT, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
-    p.add_argument("--val-split", type=float, default=defaults.val_split,
+    p.add_argument("--val-split", type=FRACTION, default=defaults.val_split,
                    help="share of images held out for validation (default: %(default)s)")
-    p.add_argument("--height", type=int, default=defaults.height,
+    p.add_argument("--height", type=HEIGHT, default=defaults.height,
                    help="input height in pixels; width keeps the images' aspect ratio")
     p.add_argument("--alphabet", help="allowed symbols (default: inferred from the labels)")
     p.add_argument("--case-insensitive", action="store_true", help="fold labels to lower case")
@@ -87,7 +114,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help="first pretrain on synthetic captchas of SCHEME (a built-in name "
                        "or a .toml file) drawn with DATA's symbols and size, then fine-tune "
                        "on DATA; the pretrained model is cached and reused")
-    group.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS, metavar="N",
+    group.add_argument("--pretrain-steps", type=POSITIVE_INT, default=PRETRAIN_STEPS, metavar="N",
                        help="optimiser steps of pretraining (default: %(default)s)")
     group.add_argument("--scheme", metavar="SCHEME",
                        help="train on synthetic captchas of SCHEME drawn on the fly, no DATA "
@@ -95,9 +122,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--init", type=Path, metavar="MODEL",
                        help="start from this model file's weights and preprocessing; its "
                        "alphabet may differ (shared symbols carry over, new ones start fresh)")
-    group.add_argument("--freeze-epochs", type=int, default=defaults.freeze_epochs,
+    group.add_argument("--freeze-epochs", type=COUNT, default=defaults.freeze_epochs,
                        metavar="N", help="keep the backbone fixed for the first N epochs")
-    group.add_argument("--backbone-lr", type=float, default=defaults.backbone_lr, metavar="F",
+    group.add_argument("--backbone-lr", type=POSITIVE, default=defaults.backbone_lr, metavar="F",
                        help="the backbone's learning rate as a fraction of --lr (e.g. 0.1)")
 
 
@@ -132,19 +159,19 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", default=AUDIT_SIZES,
                    help="training subset sizes, 'all' for every training image "
                    "(default: %(default)s)")
-    p.add_argument("--seeds", type=int, default=3,
+    p.add_argument("--seeds", type=POSITIVE_INT, default=3,
                    help="runs per size below 200 labels (default: %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=AUDIT_MINUTES,
+    p.add_argument("--max-minutes", type=POSITIVE, default=AUDIT_MINUTES,
                    help="training budget of the whole audit, shared out by subset size "
                    "(default: %(default)s; pretraining comes on top, once, then is cached)")
     p.add_argument("--pretrain", metavar="SCHEME_OR_MODEL",
                    help="start every run from a model file, or from a model pretrained on "
                    "this synthetic scheme (built-in name or .toml)")
     p.add_argument("--model", default="crnn", help=FAMILY_HELP)
-    p.add_argument("--val-split", type=float, default=AUDIT_VAL_SPLIT,
+    p.add_argument("--val-split", type=FRACTION, default=AUDIT_VAL_SPLIT,
                    help="share of images held out for validation (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the subsets")
-    p.add_argument("--height", type=int, help="input height in pixels")
+    p.add_argument("--seed", type=COUNT, default=0, help="seed of the split and the subsets")
+    p.add_argument("--height", type=HEIGHT, help="input height in pixels")
     p.add_argument("--case-insensitive", action="store_true", help="fold labels to lower case")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -189,32 +216,32 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                    "first is the default model")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1, help="server processes")
-    p.add_argument("--threads", type=int, help="inference threads per worker (default: "
+    p.add_argument("--port", type=PORT, default=8000)
+    p.add_argument("--workers", type=POSITIVE_INT, default=1, help="server processes")
+    p.add_argument("--threads", type=POSITIVE_INT, help="inference threads per worker (default: "
                    "CPU cores / workers)")
     p.add_argument("--label-dir", type=Path, metavar="UNLABELLED",
                    help="folder of images to label on /label, least confident first")
     p.add_argument("--labelled-dir", type=Path, metavar="OUT",
                    help="where /label saves <label>.png (never overwriting: _1, _2, ...)")
-    p.add_argument("--max-image-bytes", type=int, default=limits.max_image_bytes)
-    p.add_argument("--max-request-bytes", type=int, default=limits.max_request_bytes)
-    p.add_argument("--max-pixels", type=int, default=limits.max_pixels,
+    p.add_argument("--max-image-bytes", type=POSITIVE_INT, default=limits.max_image_bytes)
+    p.add_argument("--max-request-bytes", type=POSITIVE_INT, default=limits.max_request_bytes)
+    p.add_argument("--max-pixels", type=POSITIVE_INT, default=limits.max_pixels,
                    help="largest width x height accepted (default %(default)s)")
-    p.add_argument("--max-batch", type=int, default=limits.max_batch,
+    p.add_argument("--max-batch", type=POSITIVE_INT, default=limits.max_batch,
                    help="images per request and per forward pass (default %(default)s)")
-    p.add_argument("--batch-wait-ms", type=float, default=limits.batch_wait * 1000,
+    p.add_argument("--batch-wait-ms", type=NON_NEGATIVE, default=limits.batch_wait * 1000,
                    help="how long a forward pass waits for more requests (default %(default)s)")
 
 
 def _add_decoding(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("greedy", "beam"),
                    help="CTC decoding, crnn only (default: the model file's setting)")
-    p.add_argument("--beam-width", type=int, help="beam width for --decoder beam")
+    p.add_argument("--beam-width", type=POSITIVE_INT, help="beam width for --decoder beam")
     p.add_argument("--threshold", type=float,
                    help="detection threshold, heatmap and multilabel only (default: the one "
                    "tuned on the validation set)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=64)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
 
@@ -265,10 +292,10 @@ def _parser() -> argparse.ArgumentParser:
     from captchalab.generators.scheme import schemes
 
     p.add_argument("scheme", help=f"built-in ({', '.join(schemes())}) or a .toml file")
-    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--count", type=POSITIVE_INT, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=cpu_count() or 1,
+    p.add_argument("--seed", type=COUNT, default=0)
+    p.add_argument("--workers", type=POSITIVE_INT, default=cpu_count() or 1,
                    help="processes drawing images (default: the number of CPUs, %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -388,8 +415,6 @@ def run_audit(args: argparse.Namespace) -> int:
     if (out / "audit.json").exists() and not args.overwrite:
         raise CommandError(f"{out / 'audit.json'}: already exists; pass --overwrite to audit "
                            "again")
-    if args.seeds < 1 or args.max_minutes <= 0:
-        raise CommandError("--seeds must be at least 1 and --max-minutes above 0")
     config = TrainConfig(model=args.model, val_split=args.val_split, seed=args.seed,
                          device=args.device, case_insensitive=args.case_insensitive,
                          skip_bad=args.skip_bad, **({"height": args.height} if args.height
@@ -558,11 +583,6 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise CommandError(f"serve needs the service packages ({error.name} is missing): "
                            "pip install 'captchalab[serve]'") from None
-    if min(args.max_image_bytes, args.max_request_bytes, args.max_pixels, args.max_batch) < 1:
-        raise CommandError("--max-image-bytes, --max-request-bytes, --max-pixels and "
-                           "--max-batch must be positive")
-    if args.batch_wait_ms < 0:
-        raise CommandError("--batch-wait-ms cannot be negative")
     limits = Limits(args.max_image_bytes, args.max_request_bytes, args.max_pixels,
                     args.max_batch, args.batch_wait_ms / 1000)
     serve(args.models, args.host, args.port, args.workers, limits, args.threads,

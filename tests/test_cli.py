@@ -105,3 +105,23 @@ def test_train_keeps_an_existing_model_unless_told(tmp_path, capsys):
     assert (run / "model.safetensors").read_bytes() == b"precious"
     assert main([*argv, "--overwrite"]) == 0
     assert (run / "model.safetensors").read_bytes() != b"precious"
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["train", "d", "--val-split", "1.5"], "--val-split"),
+    (["train", "d", "--epochs", "0"], "--epochs"),
+    (["train", "d", "--batch-size", "x"], "--batch-size"),
+    (["train", "d", "--max-minutes", "-1"], "--max-minutes"),
+    (["train", "d", "--height", "8"], "--height"),
+    (["audit", "d", "--seeds", "0"], "--seeds"),
+    (["generate", "rings", "--count", "0", "--out", "o"], "--count"),
+    (["serve", "m.onnx", "--port", "70000"], "--port"),
+    (["serve", "m.onnx", "--batch-wait-ms", "-2"], "--batch-wait-ms"),
+    (["predict", "m.onnx", "a.png", "--beam-width", "0"], "--beam-width"),
+])
+def test_invalid_arguments_are_named_before_any_work(argv, named, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {named}: expected" in last
