@@ -165,5 +165,7 @@ def test_generate_command_with_a_bad_scheme_is_one_line_error(tmp_path, capsys):
     assert err == (f"captchalab: error: {path}: glyphs.rotation must be between 0 and 180 "
                    "degrees, got 400")
     assert not out.exists()
-    assert main(["generate", "rings", "--count", "0", "--out", str(out), "--quiet"]) == 1
-    assert "--count must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # refused by the argument parser, before any work
+        main(["generate", "rings", "--count", "0", "--out", str(out), "--quiet"])
+    assert exit_.value.code == 2
+    assert "argument --count: expected a whole number of at least 1" in capsys.readouterr().err
