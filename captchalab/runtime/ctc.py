@@ -17,14 +17,8 @@ NEG_INF = -np.inf
 
 def greedy_decode(log_probs: np.ndarray) -> tuple[int, ...]:
     """Best path: argmax per frame, merge repeats, drop blanks."""
-    best = np.argmax(log_probs, axis=1)
-    labels = []
-    previous = 0
-    for label in best.tolist():
-        if label != previous and label != 0:
-            labels.append(label)
-        previous = label
-    return tuple(labels)
+    path = np.argmax(log_probs, axis=1).tolist()
+    return tuple(path[span[0]] for span in _path_spans(path))
 
 
 def _logsumexp(a: float, b: float) -> float:
@@ -244,11 +238,10 @@ def decode_batch(
     if method not in ("greedy", "beam"):
         raise ValueError(f"unknown CTC decoding method {method!r}; use 'greedy' or 'beam'")
     items = log_probs.astype(np.float64)
-    best = np.argmax(items, axis=2)
-    keep = (best != 0) & np.concatenate([np.ones_like(best[:, :1], bool),
-                                         best[:, 1:] != best[:, :-1]], axis=1)
-    labelings = [tuple(row[mask].tolist()) for row, mask in zip(best, keep)]
-    decoded = describe_batch(items, labelings, [_path_spans(row) for row in best.tolist()])
+    paths = np.argmax(items, axis=2).tolist()
+    spans = [_path_spans(path) for path in paths]
+    labelings = [tuple(path[span[0]] for span in item) for path, item in zip(paths, spans)]
+    decoded = describe_batch(items, labelings, spans)
     if method == "greedy":
         return decoded
     # A reading with probability above 1/2 is the most probable one (all readings sum to 1),
