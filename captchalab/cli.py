@@ -34,16 +34,15 @@ def _numbers(text: str) -> list[float]:
             f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _bounded(kind: type, low: float, high: float | None = None, low_open: bool = False,
-             what: str = ""):
+def _bounded(kind: type, what: str, low: float, high: float | None = None,
+             low_open: bool = False):
     """An argparse type: a number of ``kind`` within [low, high) (or (low, ...) if open)."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what or kind.__name__}, got "
-                                             f"{text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if (value <= low if low_open else value < low) or (high is not None and value >= high):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
         return value
@@ -51,13 +50,13 @@ def _bounded(kind: type, low: float, high: float | None = None, low_open: bool =
     return parse
 
 
-POSITIVE_INT = _bounded(int, 1, what="a whole number of at least 1")
-COUNT = _bounded(int, 0, what="a whole number of at least 0")
-POSITIVE = _bounded(float, 0, low_open=True, what="a number above 0")
-NON_NEGATIVE = _bounded(float, 0, what="a number of at least 0")
-FRACTION = _bounded(float, 0, 1, what="a fraction from 0 up to (not including) 1")
-HEIGHT = _bounded(int, 16, what="a height of at least 16 pixels")
-PORT = _bounded(int, 0, 65536, what="a port from 0 to 65535")
+POSITIVE_INT = _bounded(int, "a whole number of at least 1", 1)
+COUNT = _bounded(int, "a whole number of at least 0", 0)
+POSITIVE = _bounded(float, "a number above 0", 0, low_open=True)
+NON_NEGATIVE = _bounded(float, "a number of at least 0", 0)
+FRACTION = _bounded(float, "a fraction from 0 up to (not including) 1", 0, 1)
+HEIGHT = _bounded(int, "a height of at least 16 pixels", 16)
+PORT = _bounded(int, "a port from 0 to 65535", 0, 65536)
 
 
 def _names(text: str) -> list[str]:
@@ -555,8 +554,7 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     reference, exported = Recognizer.load(args.model), Recognizer.load(out)
     with ProgressReporter(not (args.quiet or args.json)).task("checking", None) as advance:
-        report = check_parity(reference, exported, args.check,
-                              advance=lambda n: [advance() for _ in range(n)])
+        report = check_parity(reference, exported, args.check, advance=advance)
     passed = report.passed()
     if args.json:
         print(json.dumps({"out": str(out), "megabytes": round(size, 3), "passed": passed,

@@ -22,6 +22,7 @@ _WIDTH_MULTIPLE = 4
 
 
 MAX_PIXELS = 50_000_000  # a larger declared size is refused before decoding (a bomb)
+_ORIENTATION = 0x0112  # the EXIF tag saying how a camera image must be turned
 
 
 class ImageError(ValueError):
@@ -40,7 +41,9 @@ def _decode(opener, max_pixels: int) -> Image.Image:
             if width * height > max_pixels:
                 raise ImageTooLarge(f"{width}x{height} pixels, over the limit of {max_pixels}")
             image.load()
-            return ImageOps.exif_transpose(image)  # a decoded copy, upright
+            if image.getexif().get(_ORIENTATION, 1) != 1:
+                return ImageOps.exif_transpose(image)  # turned upright
+            return image
     except ImageError:
         raise
     except Image.DecompressionBombError:

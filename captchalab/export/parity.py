@@ -41,8 +41,9 @@ def _confidence_gap(a: Prediction, b: Prediction) -> float:
 
 def check_parity(reference: Recognizer, exported: Recognizer, data_dir: str | Path,
                  batch_size: int = 64, skip_bad: bool = True,
-                 advance: Callable[[int], None] | None = None) -> ParityReport:
-    """Read every image of ``data_dir`` with both recognizers, from the same pixels."""
+                 advance: Callable[[], None] | None = None) -> ParityReport:
+    """Read every image of ``data_dir`` with both recognizers, from the same pixels;
+    ``advance`` is called once per image read."""
     if reference.preprocessing != exported.preprocessing:
         raise ValueError(f"{exported.path}: its preprocessing differs from {reference.path}'s")
     case_insensitive = reference.metadata.get("data", {}).get("case_insensitive", False)
@@ -61,8 +62,8 @@ def check_parity(reference: Recognizer, exported: Recognizer, data_dir: str | Pa
             right_ref += is_right(sample.label, a.characters, reference.ordered)
             right_exp += is_right(sample.label, b.characters, exported.ordered)
             worst = max(worst, _confidence_gap(a, b))
-        if advance:
-            advance(len(chunk))
+            if advance:
+                advance()
     n = max(len(folder.samples), 1)
     return ParityReport(len(folder.samples), same / n, worst, right_ref / n, right_exp / n,
                         differing)
