@@ -192,7 +192,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
                    ".int8.onnx with --int8)")
     p.add_argument("--int8", action="store_true",
                    help="int8 weights for the MatMul/Gemm/LSTM layers: a file about a third "
-                   "smaller and slightly faster; convolutions stay float32 (see BENCHMARKS.md)")
+                   "smaller, the same readings; not faster on the CPUs measured (BENCHMARKS.md)")
     p.add_argument("--check", type=Path, metavar="DATA",
                    help="labelled folder to check the export against the source model")
     p.add_argument("--json", action="store_true", help="print the check as one JSON object")

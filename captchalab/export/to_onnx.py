@@ -7,9 +7,9 @@ device needs.
 
 int8 (``--int8``): the weights of MatMul/Gemm/LSTM are stored as int8 and their activations
 quantised on the fly; convolutions stay float32. Measured on a 2-core AVX2 CPU (BENCHMARKS.md):
-the file shrinks by about a third, the network runs about 6% faster, readings stay the same.
-Static QDQ convolutions ran 13% faster but moved confidences by up to 0.24 and broke a
-briefly trained model, so they are not offered.
+the file shrinks by about a third with the same readings; speed stays within run-to-run noise
+of float32. Static QDQ convolutions were not reliably faster either, moved confidences by up
+to 0.24 and broke a briefly trained model, so they are not offered.
 """
 
 from __future__ import annotations
