@@ -231,6 +231,12 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                    help="images per request and per forward pass (default %(default)s)")
     p.add_argument("--batch-wait-ms", type=NON_NEGATIVE, default=limits.batch_wait * 1000,
                    help="how long a forward pass waits for more requests (default %(default)s)")
+    p.add_argument("--client-timeout", type=POSITIVE, default=limits.client_timeout,
+                   metavar="SECONDS", help="a request's headers, and then its body, must "
+                   "arrive within this time or it is answered 408 (default %(default)s)")
+    p.add_argument("--max-connections", type=POSITIVE_INT, default=limits.max_connections,
+                   help="open connections at once; more are answered 503 (default "
+                   "%(default)s)")
 
 
 def _add_decoding(p: argparse.ArgumentParser) -> None:
@@ -582,7 +588,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CommandError(f"serve needs the service packages ({error.name} is missing): "
                            "pip install 'captchalab[serve]'") from None
     limits = Limits(args.max_image_bytes, args.max_request_bytes, args.max_pixels,
-                    args.max_batch, args.batch_wait_ms / 1000)
+                    args.max_batch, args.batch_wait_ms / 1000, args.client_timeout,
+                    args.max_connections)
     serve(args.models, args.host, args.port, args.workers, limits, args.threads,
           str(args.label_dir) if args.label_dir else None,
           str(args.labelled_dir) if args.labelled_dir else None)

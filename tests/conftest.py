@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +37,14 @@ def trained_model(rings_train, tmp_path_factory) -> Path:
     result = train(rings_train, out, TrainConfig(epochs=14, seed=0, val_split=0.1),
                    log=lambda _: None, show_progress=False)
     return result.model_path
+
+
+@pytest.fixture(scope="session")
+def onnx_model(trained_model, tmp_path_factory) -> Path:
+    """The trained model exported to ONNX."""
+    from captchalab.export import export_onnx
+
+    return export_onnx(trained_model, tmp_path_factory.mktemp("onnx") / "rings.onnx")
 
 
 RINGS_SLICES = [54, 110, 170, 215, 262]  # seed 003's boundaries, in pixels of 310
@@ -68,3 +83,33 @@ def family_model(rings_train, derived_centres, tmp_path_factory):
         return trained[name]
 
     return get
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(*args: str, timeout: float = 60.0) -> Iterator[str]:
+    """Run ``captchalab serve ARGS`` on a free port; yields its base URL once it answers."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "captchalab.cli", "serve", *args,
+                                "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/healthz").read()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -53,7 +53,7 @@ def images(tmp_path_factory) -> Path:
     ("zero.png", "empty file"),
     ("truncated.png", "corrupt or truncated image"),
     ("truncated.jpg", "corrupt or truncated image"),
-    ("text.png", "not an image (unknown format)"),
+    ("text.png", "not an image (PNG, JPEG, GIF, BMP or WebP)"),
 ])
 def test_unreadable_files_get_a_short_reason(images, name, message):
     with pytest.raises(ImageError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -115,7 +115,7 @@ def test_labelled_folder_reports_bad_images_with_reasons(images):
     folder = read_labelled_folder(images)
     reasons = {bad.path.name: bad.problem for bad in folder.bad}
     assert reasons["zero.png"] == "empty file"
-    assert reasons["text.png"] == "not an image (unknown format)"
+    assert reasons["text.png"] == "not an image (PNG, JPEG, GIF, BMP or WebP)"
     assert reasons["bomb.png"].startswith("declared size over")
     assert "deep.png" not in reasons and "exif.jpg" not in reasons
     sizes = {s.path.name: s.size for s in folder.samples}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -20,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from conftest import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -29,7 +29,6 @@ if not CHROMIUM.exists():
 import uvicorn  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-from captchalab.export import export_onnx  # noqa: E402
 from captchalab.runtime import Recognizer  # noqa: E402
 from captchalab.service.server import build_app  # noqa: E402
 
@@ -49,17 +48,6 @@ class Served:
     def get_json(self, path: str) -> dict:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return json.loads(response.read())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def onnx_model(trained_model, tmp_path_factory) -> Path:
-    return export_onnx(trained_model, tmp_path_factory.mktemp("e2e_onnx") / "rings.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +70,7 @@ def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
         shutil.copyfile(source, label_dir / f"img{i}.png")
     app = build_app(models=[str(onnx_model)], threads=1, label_dir=str(label_dir),
                     labelled_dir=str(out_dir))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True, name="e2e-uvicorn")

@@ -3,6 +3,7 @@ and labels that survive the trip through a file name."""
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections import defaultdict
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from captchalab.data import Preprocessing, label_from_filename
+from captchalab.data.preprocess import ImageError
 from captchalab.runtime import ctc
 from captchalab.service.labelling import check_label
 
@@ -97,3 +99,50 @@ def test_a_saved_label_reads_back_from_its_file_name(label):
         return  # refused with a reason; nothing is written
     for copy in ("", "_1", "_17"):
         assert label_from_filename(f"{checked}{copy}.png") == checked
+
+
+def _encoded(fmt: str, mode: str) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (24, 60, 3), dtype=np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+SEED_IMAGES = {(fmt, mode): _encoded(fmt, mode) for fmt, mode in [
+    ("PNG", "L"), ("PNG", "RGBA"), ("PNG", "P"), ("JPEG", "RGB"), ("JPEG", "CMYK"),
+    ("GIF", "P"), ("BMP", "RGB"), ("WEBP", "RGB"), ("TIFF", "RGB")]}
+
+mutation = st.tuples(st.sampled_from(["flip", "cut", "insert", "field"]),
+                     st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=8))
+
+
+def _mutate(data: bytes, edits: list[tuple[str, float, bytes]]) -> bytes:
+    out = bytearray(data)
+    for kind, where, payload in edits:
+        at = int(where * len(out))
+        if kind == "flip" and out:
+            out[at] ^= payload[0] or 1
+        elif kind == "cut":
+            del out[at:]
+        elif kind == "insert":
+            out[at:at] = payload
+        elif kind == "field":  # a size or length field set to an odd value
+            out[at:at + 4] = payload[:1] * 4
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(SEED_IMAGES)), st.lists(mutation, min_size=1, max_size=4))
+def test_mutated_image_files_load_or_give_image_error(seed, edits):
+    """The loading path every reader uses gives a model-sized array or an ImageError (a
+    one-line reason), never another exception, for any damage to a valid file."""
+    pre = Preprocessing(height=32, width=96)
+    try:
+        pixels = pre.load(_mutate(SEED_IMAGES[seed], edits))
+    except ImageError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    assert pixels.shape == (32, 96) and pixels.dtype == np.uint8

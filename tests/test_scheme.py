@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from importlib import resources
 
 import numpy as np
 import pytest
 
 from captchalab.generators import SchemeError, load_scheme, parse_scheme, schemes
 from captchalab.generators.fonts import font_path
+from captchalab.generators.scheme import tomllib
 
 MINIMAL = 'size = [120, 40]\nalphabet = "abc123"\nlength = 4\n'
 
@@ -214,3 +217,80 @@ def test_preset_properties_for_the_trainer():
     assert strike.length == (5, 6) and strike.size == (200, 50)
     assert (strike.width, strike.height) == strike.size
     assert load_scheme("rings").length == (6, 6)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+
+
+def _toml(table: dict, prefix: str = "") -> str:
+    """TOML text of a parsed scheme (tables, scalars, lists and inline tables)."""
+    plain = {k: v for k, v in table.items() if not (isinstance(v, dict) and _is_section(v))}
+    lines = [f"[{prefix}]"] if prefix and plain else []
+    lines += [f"{key} = {_toml_value(value)}" for key, value in plain.items()]
+    for key, value in table.items():
+        if key not in plain:
+            lines.append(_toml(value, f"{prefix}.{key}" if prefix else key))
+    return "\n".join(lines) + "\n"
+
+
+def _is_section(value: dict) -> bool:
+    return not set(value) <= {"min", "max"}  # {min, max} colour ranges stay inline
+
+
+def _leaves(table: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        keys += _leaves(value, dotted) if isinstance(value, dict) and _is_section(value) \
+            else [dotted]
+    return keys
+
+
+def _with(table: dict, dotted: str, value) -> dict:
+    copy = json.loads(json.dumps(table))
+    *parents, last = dotted.split(".")
+    node = copy
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return copy
+
+
+FULL_TABLE = tomllib.loads(FULL)
+EXAMPLES = {"full": FULL_TABLE, "rings": tomllib.loads(
+    resources.files("captchalab.generators").joinpath("presets", "rings.toml").read_text())}
+BAD_VALUES = ["text", -1, 10**9, 0.5, True, [], ["a", "b", "c"], {"x": 1}, [5, 1]]
+
+
+def test_full_example_round_trips_through_the_writer():
+    assert tomllib.loads(_toml(FULL_TABLE)) == FULL_TABLE
+    assert len(_leaves(FULL_TABLE)) == 43  # every key of the full example
+
+
+@pytest.mark.parametrize(("example", "key"), [(name, key) for name, table in EXAMPLES.items()
+                                               for key in _leaves(table)])
+def test_every_key_with_every_kind_of_bad_value_is_a_one_line_error_naming_it(example, key):
+    """Each key of the full example and of the rings preset, set to values of every wrong
+    type and range: the scheme accepts the value (some are valid) or refuses it in one line
+    naming the file and the key."""
+    refused = 0
+    for value in BAD_VALUES:
+        text = _toml(_with(EXAMPLES[example], key, value))
+        try:
+            parse_scheme(text, "bad.toml")
+        except SchemeError as caught:
+            message = str(caught)
+            assert message.startswith("bad.toml: ") and "\n" not in message, message
+            assert key.split(".")[-1] in message or key.rsplit(".", 1)[0] in message, \
+                (key, value, message)
+            refused += 1
+    assert refused >= 3, key  # most wrong values are wrong for every key

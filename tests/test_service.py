@@ -6,29 +6,20 @@ import asyncio
 import base64
 import io
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import serving
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from captchalab.cli import main
-from captchalab.export import export_onnx
 from captchalab.runtime import Recognizer
 from captchalab.service import Limits, ServedModel, create_app
 from captchalab.service.labelling import LabelQueue, check_label, save_without_overwrite
-
-
-@pytest.fixture(scope="module")
-def onnx_model(trained_model, tmp_path_factory) -> Path:
-    return export_onnx(trained_model, tmp_path_factory.mktemp("svc") / "rings.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -197,12 +188,6 @@ def test_label_api_over_http(onnx_model, trained_model, images, tmp_path):
             "restored"] == "a.png"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_serve_runs_and_refuses_bad_setups(onnx_model, tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing.onnx")]) == 1
     assert "missing.onnx: no such model file" in capsys.readouterr().err
@@ -210,22 +195,6 @@ def test_cli_serve_runs_and_refuses_bad_setups(onnx_model, tmp_path, capsys):
                  str(tmp_path / "o"), "--workers", "2"]) == 1
     assert "--workers 1" in capsys.readouterr().err
     for workers in ("1", "2"):  # two workers go through the factory in each process
-        port = _free_port()
-        process = subprocess.Popen([sys.executable, "-m", "captchalab.cli", "serve",
-                                    f"{onnx_model}=r", "--port", str(port), "--workers", workers],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models") as answer:
-                        models = json.loads(answer.read())["models"]
-                    break
-                except OSError:
-                    assert process.poll() is None, process.stderr.read().decode()
-                    assert time.monotonic() < deadline
-                    time.sleep(0.3)
-            assert models[0]["name"] == "r"
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        with serving(f"{onnx_model}=r", "--workers", workers) as url, \
+                urllib.request.urlopen(f"{url}/v1/models") as answer:
+            assert json.loads(answer.read())["models"][0]["name"] == "r"

@@ -21,6 +21,8 @@ DEFAULT_HEIGHT = 32
 _WIDTH_MULTIPLE = 4
 
 
+# decoders exposed to files and uploads; others (TIFF, PSD, ...) are refused unread
+READ_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 MAX_PIXELS = 50_000_000  # a larger declared size is refused before decoding (a bomb)
 _ORIENTATION = 0x0112  # the EXIF tag saying how a camera image must be turned
 
@@ -49,7 +51,7 @@ def _decode(opener, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageTooLarge("declared size over the decompression-bomb limit") from None
     except UnidentifiedImageError:
-        raise ImageError("not an image (unknown format)") from None
+        raise ImageError("not an image (PNG, JPEG, GIF, BMP or WebP)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         raise ImageError(f"corrupt or truncated image ({reason})") from None
@@ -64,11 +66,11 @@ def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
         if not source:
             raise ImageError("empty file")
         data = bytes(source)
-        return _decode(lambda: Image.open(io.BytesIO(data)), max_pixels)
+        return _decode(lambda: Image.open(io.BytesIO(data), formats=READ_FORMATS), max_pixels)
     if isinstance(source, (str, Path)):
         if Path(source).is_file() and Path(source).stat().st_size == 0:
             raise ImageError("empty file")
-        return _decode(lambda: Image.open(source), max_pixels)
+        return _decode(lambda: Image.open(source, formats=READ_FORMATS), max_pixels)
     if isinstance(source, np.ndarray):
         array = source
         if array.dtype != np.uint8:

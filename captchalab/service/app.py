@@ -12,19 +12,21 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from captchalab import __version__
+from captchalab.data.dataset import IMAGE_SUFFIXES
 from captchalab.data.preprocess import ImageError, ImageTooLarge, open_image
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.service.batching import MicroBatcher
 from captchalab.service.labelling import LabelQueue
-from captchalab.service.limits import BodySizeLimit, Limits
+from captchalab.service.limits import BodyGuard, BodyRefused, Limits
 
 
 @dataclass
@@ -60,6 +62,42 @@ class RecognizeJSON(BaseModel):
     images: list[str] = Field(default_factory=list, description="base64-encoded images")
     image: str | None = Field(None, description="one base64-encoded image")
     model: str | None = Field(None, description="model name (default: the first served)")
+
+
+class Reading(BaseModel):
+    """One image's result: ``text`` for families that read order, else ``characters``."""
+
+    name: str = Field(description="the upload's file name, or 'image N'")
+    confidence: float
+    text: str | None = None
+    char_confidences: list[float] | None = None
+    characters: dict[str, float] | None = Field(
+        None, description="families that cannot read order: each symbol's probability")
+    order: str | None = None
+
+
+class RecognizeAnswer(BaseModel):
+    model: str
+    version: str = Field(description="hash of the model file")
+    results: list[Reading]
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(description="what was wrong, in one line")
+
+
+ERRORS = {status: {"model": ErrorAnswer, "description": text} for status, text in {
+    400: "bad image or malformed request", 404: "unknown model or file",
+    408: "the client sent its request too slowly", 413: "over a size limit",
+    415: "unsupported content type", 422: "invalid request fields"}.items()}
+
+RECOGNIZE_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "array", "items": {"type": "string",
+                                                            "format": "binary"}},
+                       "model": {"type": "string"}}}},
+    "application/json": {"schema": RecognizeJSON.model_json_schema()}}}}
 
 
 class LabelSave(BaseModel):
@@ -114,7 +152,8 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
 
     app = FastAPI(title="captchalab", version=__version__, lifespan=lifespan,
                   description="Read text captchas with models trained by captchalab.")
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    app.add_middleware(BodyGuard, max_bytes=limits.max_request_bytes,
+                       timeout=limits.client_timeout)
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, error: ClientError) -> JSONResponse:
@@ -144,6 +183,8 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
             try:
                 form = await request.form(max_files=limits.max_batch + 1,
                                           max_fields=limits.max_batch + 8)
+            except BodyRefused:
+                raise
             except Exception as error:
                 raise ClientError(400, f"malformed multipart body ({error})") from None
             uploads = [(getattr(v, "filename", None) or f"file {i + 1}", await v.read())
@@ -170,7 +211,9 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
         raise ClientError(415, "send multipart/form-data with file fields or JSON with "
                                "base64 images")
 
-    @app.post("/v1/recognize", summary="Read captchas",
+    @app.post("/v1/recognize", summary="Read captchas", response_model=RecognizeAnswer,
+              response_model_exclude_none=True, responses=ERRORS,
+              openapi_extra=RECOGNIZE_BODY,
               description="Multipart form with one or more `file` fields, or JSON "
               "`{\"images\": [base64, ...]}`; `model` (form field, JSON key or query) picks "
               "the model. Answers one result per image, in order.")
@@ -196,11 +239,11 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
                 "results": [{"name": name, **p.to_dict()}
                             for (name, _), p in zip(uploads, predictions)]}
 
-    @app.get("/v1/models", summary="Served models")
+    @app.get("/v1/models", summary="Served models", responses=ERRORS)
     async def list_models() -> dict:
         return {"models": [m.describe(i == 0) for i, m in enumerate(models)]}
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness", responses=ERRORS)
     async def health() -> dict:
         return {"status": "ok", "models": len(models), "version": __version__}
 
@@ -218,18 +261,21 @@ def _add_labelling(app: FastAPI, labels: LabelQueue) -> None:
     async def label_page() -> HTMLResponse:
         return HTMLResponse(_page("label.html"))
 
-    @app.get("/v1/label/queue", summary="Images to label, least confident first")
+    @app.get("/v1/label/queue", summary="Images to label, least confident first",
+             responses=ERRORS)
     async def label_queue() -> dict:
         return labels.state()
 
-    @app.get("/v1/label/image/{name}", summary="One image to label")
+    @app.get("/v1/label/image/{name}", summary="One image to label", response_class=Response,
+             responses={**ERRORS, 200: {"description": "the image file", "content": {
+                 labels.media_type(Path(f"image{suffix}")): {} for suffix in IMAGE_SUFFIXES}}})
     async def label_image(name: str) -> Response:
         path = labels.source(name)
         if path is None:
             raise ClientError(404, f"{name}: not an image of the folder being labelled")
         return Response(path.read_bytes(), media_type=labels.media_type(path))
 
-    @app.post("/v1/label", summary="Save a label (never overwrites)")
+    @app.post("/v1/label", summary="Save a label (never overwrites)", responses=ERRORS)
     async def save_label(body: LabelSave) -> dict:
         try:
             saved = await run_in_threadpool(labels.save, body.file, body.label)
@@ -239,7 +285,8 @@ def _add_labelling(app: FastAPI, labels: LabelQueue) -> None:
             raise ClientError(400, str(error)) from None
         return {"saved": saved.name, **labels.progress()}
 
-    @app.post("/v1/label/undo", summary="Take back a label saved by this server")
+    @app.post("/v1/label/undo", summary="Take back a label saved by this server",
+              responses=ERRORS)
     async def undo_label(body: LabelUndo) -> dict:
         try:
             source = await run_in_threadpool(labels.undo, body.saved)

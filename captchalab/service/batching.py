@@ -43,6 +43,7 @@ class MicroBatcher:
             self.coming -= 1
 
     def start(self) -> None:
+        """Start the worker on the running event loop (again, if an earlier loop is gone)."""
         self.queue = asyncio.Queue()
         self.worker = asyncio.get_running_loop().create_task(self._run())
 
@@ -53,7 +54,8 @@ class MicroBatcher:
 
     async def predict(self, pixels: np.ndarray) -> list[Prediction]:
         """Predictions for ``(N, H, W)`` uint8 pixels, batched with other callers' images."""
-        if self.queue is None:
+        if self.worker is None or self.worker.done() or (
+                self.worker.get_loop() is not asyncio.get_running_loop()):
             self.start()
         loop = asyncio.get_running_loop()
         futures = []

@@ -12,6 +12,7 @@ from captchalab.service.labelling import LabelQueue
 from captchalab.service.limits import Limits
 
 CONFIG_VARIABLE = "CAPTCHALAB_SERVICE"  # how worker processes receive the settings
+PROTOCOL = "captchalab.service.connections:HeaderDeadlineProtocol"
 
 
 def parse_model_spec(spec: str) -> tuple[Path, str | None]:
@@ -26,6 +27,7 @@ def build_app(models: list[str], limits: dict | None = None, threads: int | None
               label_dir: str | None = None, labelled_dir: str | None = None):
     """The app for ``models`` (``path[=name]`` each); raises one-line errors on bad input."""
     limits_ = Limits(**(limits or {}))
+    _set_header_timeout(limits_.client_timeout)
     served = [ServedModel.load(path, name, limits_, threads)
               for path, name in map(parse_model_spec, models)]
     labels = None
@@ -34,6 +36,13 @@ def build_app(models: list[str], limits: dict | None = None, threads: int | None
             raise ValueError("--label-dir needs --labelled-dir, where labelled images go")
         labels = LabelQueue(served[0].recognizer, label_dir, labelled_dir)
     return create_app(served, limits_, labels)
+
+
+def _set_header_timeout(seconds: float) -> None:
+    """Each server process reads its header deadline from the limits it was given."""
+    from captchalab.service.connections import HeaderDeadlineProtocol
+
+    HeaderDeadlineProtocol.header_timeout = seconds
 
 
 def app_from_environment():
@@ -53,12 +62,16 @@ def serve(models: list[str], host: str = "127.0.0.1", port: int = 8000, workers:
         raise ValueError("the labelling page keeps its queue in one process; use --workers 1 "
                          "with --label-dir")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    settings = {"models": models, "limits": asdict(limits or Limits()), "threads": threads,
+    limits = limits or Limits()
+    settings = {"models": models, "limits": asdict(limits), "threads": threads,
                 "label_dir": label_dir, "labelled_dir": labelled_dir}
     app = build_app(**settings)  # fail here, once, with a clear error, before any worker
+    options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+               "http": PROTOCOL, "limit_concurrency": limits.max_connections,
+               "timeout_keep_alive": min(5.0, limits.client_timeout)}
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(app, **options)
         return
     os.environ[CONFIG_VARIABLE] = json.dumps(settings)
-    uvicorn.run("captchalab.service.server:app_from_environment", factory=True, host=host,
-                port=port, workers=workers, log_level=log_level, access_log=False)
+    uvicorn.run("captchalab.service.server:app_from_environment", factory=True,
+                workers=workers, **options)
