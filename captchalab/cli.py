@@ -316,7 +316,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_analyze(commands)
     return parser
+
+
+def _add_analyze(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "analyze", help="look inside a trained model (writes PNG + JSON)",
+        description="Analyses of seed 002; each writes a PNG and a JSON file into --out.")
+    kinds = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+    r = kinds.add_parser(
+        "receptive-field", help="what one output position can see",
+        description="Seed 002's measurement: with every convolution weight constant and "
+        "biases zero, the weight each input pixel has for one output position of the shared "
+        "backbone. Reports its Gaussian width and support beside the theoretical receptive "
+        "field and, with --data, whether one output position can see a whole character.")
+    r.add_argument("model", type=Path, help="model file (.safetensors)")
+    r.add_argument("--data", type=Path, help="labelled folder to measure the typical glyph "
+                   "width on (input width / median label length)")
+    r.add_argument("--out", type=Path, default=Path("."),
+                   help="output folder (default: the current one)")
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from captchalab.analysis import receptive_field_report, write_receptive_field
+
+    report, field = receptive_field_report(args.model, args.data)
+    out = write_receptive_field(report, field, args.out)
+    x = report["x"]
+    print(f"receptive field along x: theoretical {x['theoretical']} px, measured support "
+          f"{x['support']} px, Gaussian sigma {x['gaussian_sigma']} px (fit R² "
+          f"{x['gaussian_fit']}), half-maximum width {report['half_maximum_width_x']} px, "
+          f"sum of kernel sizes {report['kernel_sum']} px")
+    if "glyph_width" in report:
+        sees = report["sees_whole_glyph"]
+        print(f"typical glyph {report['glyph_width']} px wide: one output position "
+              + ("sees a whole character" if sees["effective"] else
+                 "can reach a whole character but weighs mostly its centre"
+                 if sees["theoretical"] else "cannot see a whole character"))
+    print(f"wrote {out / 'receptive_field.png'} and receptive_field.json")
+    return 0
 
 
 def _decoding(args: argparse.Namespace, recognizer):
@@ -603,7 +642,7 @@ def _stderr(message: str) -> None:
 COMMANDS = {"train": run_train, "compare": run_compare, "evaluate": run_evaluate,
             "predict": run_predict, "generate": run_generate,
             "annotate-centres": run_annotate_centres, "audit": run_audit,
-            "export": run_export, "serve": run_serve}
+            "export": run_export, "serve": run_serve, "analyze": run_analyze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
