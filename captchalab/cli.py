@@ -336,9 +336,41 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
                    "width on (input width / median label length)")
     r.add_argument("--out", type=Path, default=Path("."),
                    help="output folder (default: the current one)")
+    e = kinds.add_parser(
+        "errors", help="most wrong and most right readings, character confusions",
+        description="Read DATA with MODEL and write most_wrong.png (wrong readings the model "
+        "was surest of), most_right.png (right readings it was surest of), confusion.png "
+        "(which character is read as which, over least-edit alignments; families that read "
+        "order) and errors.json.")
+    e.add_argument("model", type=Path, help="model file (.safetensors or .onnx)")
+    e.add_argument("data", type=Path, help="folder of labelled images")
+    e.add_argument("--out", type=Path, default=Path("."),
+                   help="output folder (default: the current one)")
+    e.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    return {"receptive-field": _analyze_receptive_field,
+            "errors": _analyze_errors}[args.analysis](args)
+
+
+def _analyze_errors(args: argparse.Namespace) -> int:
+    from captchalab.analysis.errors import write_error_analysis
+    from captchalab.evaluation import evaluate
+    from captchalab.runtime import Recognizer
+
+    recognizer = Recognizer.load(args.model, device=args.device)
+    result = evaluate(recognizer, args.data, skip_bad=args.skip_bad)
+    write_error_analysis(result, recognizer.alphabet.symbols, args.out)
+    wrong = len(result.mistakes())
+    print(f"{wrong} of {len(result.paths)} read wrong; wrote most_wrong.png, most_right.png"
+          + (", confusion.png" if recognizer.ordered else "") + f" and errors.json to "
+          f"{args.out}")
+    return 0
+
+
+def _analyze_receptive_field(args: argparse.Namespace) -> int:
     from captchalab.analysis import receptive_field_report, write_receptive_field
 
     report, field = receptive_field_report(args.model, args.data)

@@ -1,4 +1,4 @@
-"""Analysis commands: seed 002's receptive-field measurement."""
+"""Analysis commands: seed 002's receptive-field measurement, seed 000's error views."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 from torch import nn
 
 from captchalab.analysis import measure_receptive_field, theoretical_receptive_field
+from captchalab.analysis.errors import MISSING, character_confusions
 from captchalab.cli import main
+from captchalab.evaluation.metrics import align, edit_distance
 from captchalab.models.backbone import Backbone
 
 
@@ -49,3 +51,37 @@ def test_analyze_receptive_field_writes_png_and_json(trained_model, rings_test, 
         "theoretical", "effective"}
     assert (tmp_path / "receptive_field.png").read_bytes()[:4] == b"\x89PNG"
     assert "typical glyph" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("truth", "reading", "pairs"), [
+    ("abc", "abc", [("a", "a"), ("b", "b"), ("c", "c")]),
+    ("abc", "axc", [("a", "a"), ("b", "x"), ("c", "c")]),
+    ("abc", "ac", [("a", "a"), ("b", ""), ("c", "c")]),
+    ("ac", "abc", [("a", "a"), ("", "b"), ("c", "c")]),
+    ("", "ab", [("", "a"), ("", "b")]),
+])
+def test_alignment_pairs_each_character_with_what_was_read(truth, reading, pairs):
+    assert align(truth, reading) == pairs
+    assert sum(t != r for t, r in pairs) == edit_distance(truth, reading)
+
+
+def test_confusions_count_mistakes_and_missing_characters():
+    counts = character_confusions(["m74dm", "abc"], ["m774m", "ab"])
+    assert counts[("c", MISSING)] == 1 and counts[("a", "a")] == 1
+    assert sum(n for (t, r), n in counts.items() if t != r) == edit_distance("m74dm", "m774m") + 1
+
+
+def test_analyze_errors_writes_galleries_confusions_and_json(trained_model, rings_test,
+                                                             tmp_path, capsys):
+    assert main(["analyze", "errors", str(trained_model), str(rings_test), "--out",
+                 str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "errors.json").read_text())
+    wrong = report["most_wrong"]
+    assert all(r["truth"] != r["reading"] for r in wrong)
+    assert [r["confidence"] for r in wrong] == sorted((r["confidence"] for r in wrong),
+                                                      reverse=True)
+    assert all(r["truth"] == r["reading"] for r in report["most_right"])
+    assert len(report["most_right"]) == 16
+    for name in ("most_wrong.png", "most_right.png", "confusion.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert "read wrong" in capsys.readouterr().out

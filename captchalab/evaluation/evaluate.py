@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captchalab.data import read_labelled_folder
+from captchalab.data.preprocess import open_image
 from captchalab.evaluation.metrics import is_right, reading_metrics
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.runtime.decoded import DecodingSettings
@@ -67,17 +68,16 @@ def write_report(evaluation: Evaluation, report_dir: str | Path) -> Path:
     for path, truth, prediction in mistakes:
         writer.writerow([str(path), truth, prediction.characters, f"{prediction.confidence:.4f}"])
     atomic_write_text(report_dir / "errors.csv", buffer.getvalue())
-    atomic_write_bytes(report_dir / "errors.png", _gallery(mistakes[:GALLERY_LIMIT]))
+    atomic_write_bytes(report_dir / "errors.png", gallery(mistakes[:GALLERY_LIMIT]))
     return report_dir
 
 
-def _gallery(rows: list[tuple[Path, str, Prediction]]) -> bytes:
-    import matplotlib
+def gallery(rows: list[tuple[Path, str, Prediction]], color: str = "firebrick",
+            empty: str = "no mistakes") -> bytes:
+    """Images titled 'truth -> reading (confidence)', four to a line, as PNG bytes."""
+    from captchalab.evaluation.reporting import png_bytes, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
+    plt = pyplot()
     columns = 4
     count = max(len(rows), 1)
     lines = -(-count // columns)
@@ -86,15 +86,10 @@ def _gallery(rows: list[tuple[Path, str, Prediction]]) -> bytes:
     for axis in axes.flat:
         axis.axis("off")
     if not rows:
-        axes[0][0].text(0, 0.5, "no mistakes", fontsize=12)
+        axes[0][0].text(0, 0.5, empty, fontsize=12)
     for axis, (path, truth, prediction) in zip(axes.flat, rows):
-        with Image.open(path) as image:
-            axis.imshow(image.convert("RGB"))
+        axis.imshow(open_image(path).convert("RGB"))
         axis.set_title(f"{truth} -> {prediction.characters} ({prediction.confidence:.2f})",
-                       fontsize=9,
-                       color="firebrick")
+                       fontsize=9, color=color)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    return png_bytes(figure, dpi=90)

@@ -16,6 +16,33 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+def align(truth: str, reading: str) -> list[tuple[str, str]]:
+    """A least-edit alignment as (true, read) character pairs; ``""`` stands for a character
+    missing from the reading (true side) or read in excess (read side)."""
+    rows, columns = len(truth) + 1, len(reading) + 1
+    cost = [[0] * columns for _ in range(rows)]
+    for i in range(rows):
+        cost[i][0] = i
+    for j in range(columns):
+        cost[0][j] = j
+    for i in range(1, rows):
+        for j in range(1, columns):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1,
+                             cost[i - 1][j - 1] + (truth[i - 1] != reading[j - 1]))
+    pairs, i, j = [], len(truth), len(reading)
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (truth[i - 1] != reading[j - 1]):
+            pairs.append((truth[i - 1], reading[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append((truth[i - 1], ""))
+            i -= 1
+        else:
+            pairs.append(("", reading[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
 def text_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
     """``sequence_accuracy`` (whole captcha right), ``char_accuracy``, ``cer`` and ``count``.
 
