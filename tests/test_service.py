@@ -198,3 +198,30 @@ def test_cli_serve_runs_and_refuses_bad_setups(onnx_model, tmp_path, capsys):
         with serving(f"{onnx_model}=r", "--workers", workers) as url, \
                 urllib.request.urlopen(f"{url}/v1/models") as answer:
             assert json.loads(answer.read())["models"][0]["name"] == "r"
+
+
+def test_refused_bodies_keep_their_status_on_every_endpoint(onnx_model, trained_model, images,
+                                                            tmp_path):
+    """A body over the limit, streamed without Content-Length, is a 413 on the endpoints
+    whose body FastAPI parses too, not the 400 of an unparseable body."""
+    source = tmp_path / "u"
+    source.mkdir()
+    (source / "a.png").write_bytes(images[0].read_bytes())
+    labels = LabelQueue(Recognizer.load(onnx_model), source, tmp_path / "out")
+    limits = Limits(max_request_bytes=1000)
+
+    def chunks():
+        yield b'{"file": "a.png", "label": "'
+        for _ in range(20):
+            yield b"1" * 100
+        yield b'"}'
+
+    with _client(onnx_model, trained_model, limits, labels) as client:
+        for path in ("/v1/label", "/v1/label/undo", "/v1/recognize"):
+            answer = client.post(path, content=chunks(),
+                                 headers={"content-type": "application/json"})
+            assert answer.status_code == 413, (path, answer.text)
+            assert "over the limit of 1000 bytes" in answer.json()["error"]
+        assert client.get("/healthz").status_code == 200
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())  # nothing saved from a refused body

@@ -25,8 +25,9 @@ from captchalab.data.dataset import IMAGE_SUFFIXES
 from captchalab.data.preprocess import ImageError, ImageTooLarge, open_image
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.service.batching import MicroBatcher
+from captchalab.service.guard import BodyGuard, BodyRefused
 from captchalab.service.labelling import LabelQueue
-from captchalab.service.limits import BodyGuard, BodyRefused, Limits
+from captchalab.service.limits import Limits
 
 
 @dataclass
@@ -161,7 +162,8 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code,
+                            headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
