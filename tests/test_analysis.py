@@ -85,3 +85,13 @@ def test_analyze_errors_writes_galleries_confusions_and_json(trained_model, ring
     for name in ("most_wrong.png", "most_right.png", "confusion.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert "read wrong" in capsys.readouterr().out
+
+
+def test_analyze_errors_of_a_family_without_order_has_no_confusion_matrix(
+        family_model, rings_test, tmp_path):
+    assert main(["analyze", "errors", str(family_model("multilabel")), str(rings_test),
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "errors.json").read_text())
+    assert "confusions" not in report and not (tmp_path / "confusion.png").exists()
+    assert all(isinstance(r["reading"], str) for r in report["most_right"])
+    assert (tmp_path / "most_wrong.png").exists() and (tmp_path / "most_right.png").exists()

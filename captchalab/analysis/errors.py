@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from captchalab.evaluation.evaluate import Evaluation, gallery
 from captchalab.evaluation.metrics import align, is_right
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
+from captchalab.runtime.recognizer import Prediction
 
 SHOWN = 16  # images per gallery
 MISSING = "∅"  # a character missing from the reading, or read in excess
@@ -25,44 +27,50 @@ def character_confusions(truths: list[str], readings: list[str]) -> Counter:
     return counts
 
 
-def ranked(evaluation: Evaluation) -> tuple[list, list]:
-    """The most wrong readings (wrong, and the model most sure of them) and the most right
-    ones (right, and most sure), ``SHOWN`` of each: seed 000's highest and lowest losses."""
+@dataclass
+class ErrorAnalysis:
+    """The most wrong readings (wrong, and the model most sure of them), the most right ones
+    (right, and most sure): seed 000's highest and lowest losses; and the character
+    confusions, for families that read order."""
+
+    metrics: dict
+    most_wrong: list[tuple[Path, str, Prediction]]
+    most_right: list[tuple[Path, str, Prediction]]
+    confusions: Counter | None
+
+    def to_dict(self) -> dict:
+        report = {"metrics": self.metrics, "most_wrong": [_row(r) for r in self.most_wrong],
+                  "most_right": [_row(r) for r in self.most_right]}
+        if self.confusions is not None:
+            report["confusions"] = [{"true": t, "read": r, "count": n}
+                                    for (t, r), n in self.confusions.most_common() if t != r]
+        return report
+
+
+def error_analysis(evaluation: Evaluation) -> ErrorAnalysis:
     rows = zip(evaluation.paths, evaluation.truths, evaluation.predictions)
     right = [row for row in rows if is_right(row[1], row[2].characters, row[2].ordered)]
-    return (evaluation.mistakes()[:SHOWN],
-            sorted(right, key=lambda row: -row[2].confidence)[:SHOWN])
-
-
-def error_analysis(evaluation: Evaluation) -> dict:
-    """The most wrong and most right readings, and the most frequent character confusions
-    (for families that read order)."""
-    most_wrong, most_right = ranked(evaluation)
     ordered = all(p.ordered for p in evaluation.predictions)
-    report = {"metrics": evaluation.metrics, "most_wrong": [_row(r) for r in most_wrong],
-              "most_right": [_row(r) for r in most_right]}
-    if ordered:
-        counts = character_confusions(evaluation.truths,
-                                      [p.characters for p in evaluation.predictions])
-        report["confusions"] = [{"true": t, "read": r, "count": n}
-                                for (t, r), n in counts.most_common() if t != r]
-    return report
+    confusions = character_confusions(
+        evaluation.truths, [p.characters for p in evaluation.predictions]) if ordered else None
+    return ErrorAnalysis(evaluation.metrics, evaluation.mistakes()[:SHOWN],
+                         sorted(right, key=lambda row: -row[2].confidence)[:SHOWN], confusions)
 
 
-def _row(row) -> dict:
+def _row(row: tuple[Path, str, Prediction]) -> dict:
     path, truth, prediction = row
     return {"file": str(path), "truth": truth, "reading": prediction.characters,
             "confidence": round(prediction.confidence, 4)}
 
 
-def confusion_figure(truths: list[str], readings: list[str], alphabet: str) -> bytes:
+def confusion_figure(confusions: Counter, alphabet: str) -> bytes:
     """Row: true character, column: read character; counts of each pair, log colour scale."""
     from captchalab.evaluation.reporting import png_bytes, pyplot
 
     symbols = list(alphabet) + [MISSING]
     index = {s: i for i, s in enumerate(symbols)}
     matrix = np.zeros((len(symbols), len(symbols)), dtype=np.int64)
-    for (truth, read), count in character_confusions(truths, readings).items():
+    for (truth, read), count in confusions.items():
         if truth in index and read in index:
             matrix[index[truth], index[read]] += count
     plt = pyplot()
@@ -87,14 +95,13 @@ def write_error_analysis(evaluation: Evaluation, alphabet: str, out_dir: str | P
     """``errors.json``, ``most_wrong.png``, ``most_right.png`` and (for families that read
     order) ``confusion.png`` in ``out_dir``, written atomically."""
     out = Path(out_dir)
-    report = error_analysis(evaluation)
-    most_wrong, most_right = ranked(evaluation)
-    atomic_write_bytes(out / "most_wrong.png", gallery(most_wrong, "firebrick", "no mistakes"))
+    analysis = error_analysis(evaluation)
+    atomic_write_bytes(out / "most_wrong.png",
+                       gallery(analysis.most_wrong, "firebrick", "no mistakes"))
     atomic_write_bytes(out / "most_right.png",
-                       gallery(most_right, "darkgreen", "nothing read right"))
-    if "confusions" in report:
-        atomic_write_bytes(out / "confusion.png", confusion_figure(
-            evaluation.truths, [p.characters for p in evaluation.predictions], alphabet))
-    atomic_write_text(out / "errors.json", json.dumps(report, indent=2, ensure_ascii=False)
-                      + "\n")
+                       gallery(analysis.most_right, "darkgreen", "nothing read right"))
+    if analysis.confusions is not None:
+        atomic_write_bytes(out / "confusion.png", confusion_figure(analysis.confusions, alphabet))
+    atomic_write_text(out / "errors.json",
+                      json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return out
