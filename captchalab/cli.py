@@ -373,6 +373,9 @@ def _analyze_errors(args: argparse.Namespace) -> int:
 def _analyze_receptive_field(args: argparse.Namespace) -> int:
     from captchalab.analysis import receptive_field_report, write_receptive_field
 
+    if args.model.suffix.lower() == ".onnx":
+        raise CommandError(f"{args.model}: receptive-field reads the network's layers; give "
+                           "the .safetensors model it was exported from")
     report, field = receptive_field_report(args.model, args.data)
     out = write_receptive_field(report, field, args.out)
     x = report["x"]

@@ -51,6 +51,8 @@ def test_analyze_receptive_field_writes_png_and_json(trained_model, rings_test, 
         "theoretical", "effective"}
     assert (tmp_path / "receptive_field.png").read_bytes()[:4] == b"\x89PNG"
     assert "typical glyph" in capsys.readouterr().out
+    assert main(["analyze", "receptive-field", str(tmp_path / "m.onnx")]) == 1
+    assert "give the .safetensors model" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("truth", "reading", "pairs"), [
