@@ -18,16 +18,21 @@ from captchalab.export import check_parity, export_onnx
 from captchalab.runtime import ModelFileError, Recognizer
 
 FAMILIES = ["crnn", "multihead-spatial", "slice", "heatmap", "multilabel"]
-WITHOUT_TORCH = textwrap.dedent("""
-    import json, sys
+def _without(*packages: str) -> str:
+    """Script prologue that makes ``packages`` unimportable, as if they were not installed."""
+    return textwrap.dedent(f"""
+        import json, sys
 
-    class NotInstalled:  # the training and service extras, as if they were not installed
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "onnx", "fastapi", "starlette", "uvicorn"):
-                raise ImportError(f"No module named {name!r}", name=name)
+        class NotInstalled:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {packages!r}:
+                    raise ImportError(f"No module named {{name!r}}", name=name)
 
-    sys.meta_path.insert(0, NotInstalled())
-""")
+        sys.meta_path.insert(0, NotInstalled())
+    """)
+
+
+WITHOUT_TORCH = _without("torch", "onnx", "fastapi", "starlette", "uvicorn")  # core only
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +139,9 @@ def test_safetensors_without_torch_says_how_to_proceed(trained_model):
                             f"main\nsys.exit(main(['serve', {str(trained_model)!r}]))"],
                            capture_output=True, text=True, timeout=120)
     assert serve.returncode == 1 and "pip install 'captchalab[serve]'" in serve.stderr
+    no_httptools = subprocess.run([sys.executable, "-c", _without("httptools") + "from "
+                                   "captchalab.cli import main\nsys.exit(main(['serve', "
+                                   f"{str(trained_model)!r}]))"],
+                                  capture_output=True, text=True, timeout=120)
+    assert no_httptools.returncode == 1 and "httptools is missing" in no_httptools.stderr
+    assert "Traceback" not in no_httptools.stderr

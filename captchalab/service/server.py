@@ -8,11 +8,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from captchalab.service.app import ServedModel, create_app
+from captchalab.service.connections import HeaderDeadlineProtocol
 from captchalab.service.labelling import LabelQueue
 from captchalab.service.limits import Limits
 
 CONFIG_VARIABLE = "CAPTCHALAB_SERVICE"  # how worker processes receive the settings
-PROTOCOL = "captchalab.service.connections:HeaderDeadlineProtocol"
+PROTOCOL = f"{HeaderDeadlineProtocol.__module__}:{HeaderDeadlineProtocol.__name__}"
 
 
 def parse_model_spec(spec: str) -> tuple[Path, str | None]:
@@ -40,8 +41,6 @@ def build_app(models: list[str], limits: dict | None = None, threads: int | None
 
 def _set_header_timeout(seconds: float) -> None:
     """Each server process reads its header deadline from the limits it was given."""
-    from captchalab.service.connections import HeaderDeadlineProtocol
-
     HeaderDeadlineProtocol.header_timeout = seconds
 
 
