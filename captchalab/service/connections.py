@@ -2,7 +2,7 @@
 
 uvicorn closes idle keep-alive connections, but a client that trickles its headers a byte at
 a time would hold its connection forever. This protocol answers such a client 408 and closes
-the connection; the body has its own deadline in :class:`~captchalab.service.limits.BodyGuard`.
+the connection; the body has its own deadline in :class:`~captchalab.service.guard.BodyGuard`.
 """
 
 from __future__ import annotations
