@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ _WIDTH_MULTIPLE = 4
 # decoders exposed to files and uploads; others (TIFF, PSD, ...) are refused unread
 READ_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 MAX_PIXELS = 50_000_000  # a larger declared size is refused before decoding (a bomb)
+# Pillow warns when it opens a file declaring over 89 M pixels; _decode refuses those
+# (over MAX_PIXELS) itself, with a one-line error, so the warning is only noise on stderr
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _ORIENTATION = 0x0112  # the EXIF tag saying how a camera image must be turned
 
 
