@@ -348,11 +348,48 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
                    help="output folder (default: the current one)")
     e.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
     e.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    s = kinds.add_parser(
+        "saliency", help="which input pixels the model reads each character from",
+        description="Seed 002's input minimisation: starting from IMAGE, with the weights "
+        "fixed, lower the image's ink while keeping each recognised character's output (its "
+        "centre map, or its log-probability at its position) close to its value on IMAGE: "
+        "loss = |F(X) - F(IMAGE)|^2 + C * sum(X). Writes saliency.png (the original beside "
+        "the minimised image, per character) and saliency.json.")
+    s.add_argument("model", type=Path, help="model file (.safetensors)")
+    s.add_argument("image", type=Path, help="a captcha image")
+    s.add_argument("--c", type=POSITIVE, default=0.1,
+                   help="weight of the total ink (default: %(default)s, as in seed 002)")
+    s.add_argument("--steps", type=POSITIVE_INT, default=300,
+                   help="gradient steps (default: %(default)s)")
+    s.add_argument("--out", type=Path, default=Path("."),
+                   help="output folder (default: the current one)")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     return {"receptive-field": _analyze_receptive_field,
-            "errors": _analyze_errors}[args.analysis](args)
+            "errors": _analyze_errors, "saliency": _analyze_saliency}[args.analysis](args)
+
+
+def _analyze_saliency(args: argparse.Namespace) -> int:
+    from captchalab.analysis.saliency import saliency, write_saliency
+
+    _layers_needed(args.model, "saliency")
+    result = saliency(args.model, args.image, args.c, args.steps)
+    out = write_saliency(result, args.out)
+    for character in result.characters:
+        kept = character.ink_after / max(character.ink_before, 1e-9)
+        print(f"{character.symbol}: {kept:.1%} of the ink kept, output "
+              f"{character.output_before:.3f} -> {character.output_after:.3f}")
+    if not result.characters:
+        print(f"nothing recognised in {args.image}: no character to explain")
+    print(f"read {result.reading!r}; wrote {out / 'saliency.png'} and saliency.json")
+    return 0
+
+
+def _layers_needed(model: Path, analysis: str) -> None:
+    if model.suffix.lower() == ".onnx":
+        raise CommandError(f"{model}: {analysis} reads the network's layers; give the "
+                           ".safetensors model it was exported from")
 
 
 def _analyze_errors(args: argparse.Namespace) -> int:
@@ -373,9 +410,7 @@ def _analyze_errors(args: argparse.Namespace) -> int:
 def _analyze_receptive_field(args: argparse.Namespace) -> int:
     from captchalab.analysis import receptive_field_report, write_receptive_field
 
-    if args.model.suffix.lower() == ".onnx":
-        raise CommandError(f"{args.model}: receptive-field reads the network's layers; give "
-                           "the .safetensors model it was exported from")
+    _layers_needed(args.model, "receptive-field")
     report, field = receptive_field_report(args.model, args.data)
     out = write_receptive_field(report, field, args.out)
     x = report["x"]

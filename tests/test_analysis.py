@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from torch import nn
 
 from captchalab.analysis import measure_receptive_field, theoretical_receptive_field
 from captchalab.analysis.errors import MISSING, character_confusions
+from captchalab.analysis.saliency import saliency
 from captchalab.cli import main
 from captchalab.evaluation.metrics import align, edit_distance
 from captchalab.models.backbone import Backbone
@@ -97,3 +99,36 @@ def test_analyze_errors_of_a_family_without_order_has_no_confusion_matrix(
     assert "confusions" not in report and not (tmp_path / "confusion.png").exists()
     assert all(isinstance(r["reading"], str) for r in report["most_right"])
     assert (tmp_path / "most_wrong.png").exists() and (tmp_path / "most_right.png").exists()
+
+
+@pytest.mark.parametrize("family", ["crnn", "heatmap"])
+def test_saliency_lowers_the_ink_and_keeps_each_characters_output(
+        family, trained_model, family_model, rings_test):
+    model = trained_model if family == "crnn" else family_model("heatmap")
+    image = sorted(rings_test.glob("*.png"))[0]
+    result = saliency(model, image, steps=150)
+    assert result.reading and len(result.characters) == len(result.reading)
+    for character in result.characters:
+        assert character.minimised.shape == result.original.shape
+        assert character.minimised.min() >= 0.0 and character.minimised.max() <= 1.0
+        assert character.ink_after < 0.5 * character.ink_before
+        assert abs(character.output_after - character.output_before) < 0.5
+    # each character keeps different pixels: its own place in the image
+    centres = [np.average(np.arange(c.minimised.shape[1]), weights=c.minimised.sum(0) + 1e-9)
+               for c in result.characters]
+    assert centres == sorted(centres)
+
+
+def test_analyze_saliency_writes_png_and_json(trained_model, rings_test, tmp_path, capsys):
+    image = sorted(rings_test.glob("*.png"))[1]
+    assert main(["analyze", "saliency", str(trained_model), str(image), "--steps", "50",
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "saliency.json").read_text())
+    assert report["c"] == 0.1 and len(report["characters"]) == len(report["reading"])
+    assert all(c["ink_kept"] < 1.0 for c in report["characters"])
+    assert (tmp_path / "saliency.png").read_bytes()[:4] == b"\x89PNG"
+    assert "of the ink kept" in capsys.readouterr().out
+    (tmp_path / "notes.png").write_text("not an image")
+    assert main(["analyze", "saliency", str(trained_model), str(tmp_path / "notes.png")]) == 1
+    assert capsys.readouterr().err.strip().endswith("notes.png: not an image (PNG, JPEG, GIF, "
+                                                    "BMP or WebP)")
