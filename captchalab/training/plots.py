@@ -8,12 +8,26 @@ from pathlib import Path
 from captchalab.fileio import atomic_write_bytes
 
 
-def plot_curves(history: list[dict], path: str | Path) -> Path:
-    """Loss (train/validation) and validation accuracy per epoch, written atomically."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=100)
+    _pyplot().close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_curves(history: list[dict], path: str | Path) -> Path:
+    """Loss (train/validation) and validation accuracy per epoch, written atomically."""
+    plt = _pyplot()
 
     epochs = [h["epoch"] for h in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -30,8 +44,27 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01),
                       title="validation accuracy")
     accuracy_axis.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return _save(figure, path)
+
+
+def plot_restarts(histories: dict[int, list[dict]], winner: int, stage_ends: list[int],
+                  path: str | Path) -> Path:
+    """Every restart's validation loss and accuracy on one plot; the winner stands out and
+    dashed lines mark where stages ended."""
+    plt = _pyplot()
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for seed, history in sorted(histories.items(), key=lambda item: item[0] == winner):
+        epochs = [h["epoch"] for h in history]
+        style = ({"color": "C3", "linewidth": 2.0, "label": f"seed {seed} (kept)"}
+                 if seed == winner else {"color": "0.6", "linewidth": 0.8, "alpha": 0.8})
+        loss_axis.plot(epochs, [h.get("val_loss") for h in history], **style)
+        accuracy_axis.plot(epochs, [h.get("val_accuracy") for h in history], **style)
+    for axis in (loss_axis, accuracy_axis):
+        for end in stage_ends:
+            axis.axvline(end, color="0.3", linestyle="--", linewidth=0.8)
+    loss_axis.set(xlabel="epoch", ylabel="validation loss", yscale="log",
+                  title=f"{len(histories)} restarts: validation loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01),
+                      title="validation accuracy")
+    loss_axis.legend()
+    return _save(figure, path)
