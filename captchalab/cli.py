@@ -59,6 +59,13 @@ HEIGHT = _bounded(int, "a height of at least 16 pixels", 16)
 PORT = _bounded(int, "a port from 0 to 65535", 0, 65536)
 
 
+def _counts(text: str) -> list[int]:
+    values = [POSITIVE_INT(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
+    return values
+
+
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -77,6 +84,12 @@ def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
                    help="share of images held out for validation (default: %(default)s)")
     p.add_argument("--height", type=HEIGHT, default=defaults.height,
                    help="input height in pixels; width keeps the images' aspect ratio")
+    p.add_argument("--invert", action="store_true",
+                   help="light text on a dark page: invert the images first (stored in the "
+                   "model, so prediction does it too)")
+    p.add_argument("--deskew", action="store_true",
+                   help="level each image's text along its least-squares midline and crop to "
+                   "a band of normalised text height (seed 002; stored in the model)")
     p.add_argument("--alphabet", help="allowed symbols (default: inferred from the labels)")
     p.add_argument("--case-insensitive", action="store_true", help="fold labels to lower case")
     p.add_argument("--skip-bad", action="store_true", help="train on the good files, skip bad ones")
@@ -125,6 +138,21 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        metavar="N", help="keep the backbone fixed for the first N epochs")
     group.add_argument("--backbone-lr", type=POSITIVE, default=defaults.backbone_lr, metavar="F",
                        help="the backbone's learning rate as a fraction of --lr (e.g. 0.1)")
+    group = p.add_argument_group(
+        "staged restarts (seed 002)",
+        "Against unlucky starts: train N1 runs from seeds SEED, SEED+1, ... to the first "
+        "stage's epoch, keep the N2 with the lowest validation loss, continue them, and so "
+        "on; the last stage trains to the full schedule and its best run is the model. Each "
+        "run follows the full schedule and is paused between stages, not restarted. OUT "
+        "gets the winner's model and curves, restarts.json (each stage's runs and the "
+        "spread between seeds) and restarts.png (every run's curves on one plot); the runs "
+        "are kept in OUT/restarts/seed-N/.")
+    group.add_argument("--restarts", type=_counts, metavar="N1,N2,...",
+                       help="runs in each stage, e.g. 20,10,1")
+    group.add_argument("--restart-epochs", type=_counts, metavar="E1,E2,...",
+                       help="the epoch each stage but the last ends at, e.g. 10,100 (default: "
+                       "each stage ends at twice the previous one's epoch, the last at the "
+                       "full schedule)")
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
@@ -457,7 +485,8 @@ def _train_config(args: argparse.Namespace, model: str):
     return TrainConfig(
         model=model, epochs=args.epochs, max_minutes=args.max_minutes,
         batch_size=args.batch_size, learning_rate=args.lr, val_split=args.val_split,
-        seed=args.seed, device=args.device, height=args.height, alphabet=args.alphabet,
+        seed=args.seed, device=args.device, height=args.height, invert=args.invert,
+        deskew=args.deskew, alphabet=args.alphabet,
         case_insensitive=args.case_insensitive, skip_bad=args.skip_bad, resume=args.resume,
         overwrite=args.overwrite, augment=not args.no_augment, centres=args.centres,
         model_options={"slices": args.slices} if args.slices else {})
@@ -488,16 +517,36 @@ def run_train(args: argparse.Namespace) -> int:
         raise CommandError("give DATA (a folder of labelled images) or --scheme, not both")
     if args.pretrain and (args.init or args.scheme):
         raise CommandError("--pretrain makes its own starting model: drop --init/--scheme")
+    if (args.deskew or args.invert) and (args.init or args.resume):
+        raise CommandError("--init and --resume keep the preprocessing of the model they "
+                           "start from; --deskew and --invert apply to new runs")
     if (args.init or args.pretrain) and args.resume:
         raise CommandError("--init and --pretrain start a new run; --resume continues one")
     config = _train_config(args, args.model)
     config.scheme = args.scheme
     config.init = str(args.init) if args.init else None
     config.freeze_epochs, config.backbone_lr = args.freeze_epochs, args.backbone_lr
+    if args.restart_epochs and not args.restarts:
+        raise CommandError("--restart-epochs applies to --restarts")
+    if args.restarts and args.scheme:
+        raise CommandError("--restarts ranks runs on DATA's validation images; it does not "
+                           "apply to --scheme")
     if args.pretrain:
         config.init = str(pretrain(args.data, args.pretrain, config, log=_stderr,
                                    show_progress=not args.quiet, steps=args.pretrain_steps))
-    result = train(args.data, args.out, config, log=_stderr, show_progress=not args.quiet)
+    if args.restarts:
+        from captchalab.training.restarts import train_with_restarts
+
+        restarts = train_with_restarts(args.data, args.out, config, args.restarts,
+                                       args.restart_epochs, log=_stderr,
+                                       show_progress=not args.quiet)
+        first = restarts.report["stages"][0]["val_accuracy"]
+        print(f"restarts: {args.restarts[0]} seeds at epoch {restarts.report['plan']['ends'][0]}"
+              f" read {first['min']:.2%} .. {first['max']:.2%} of validation captchas; "
+              f"seed {restarts.winner} won")
+        result = restarts.result
+    else:
+        result = train(args.data, args.out, config, log=_stderr, show_progress=not args.quiet)
     metrics = result.metrics
     if metrics:
         print(f"validation: {describe_metrics(metrics)} ({metrics['count']} images); "

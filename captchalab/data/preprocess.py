@@ -1,4 +1,4 @@
-"""The one preprocessing definition: colour -> grey, resize, normalise.
+"""The one preprocessing definition: colour -> grey, (invert, straighten,) resize, normalise.
 
 Training, evaluation, prediction (and every later runtime) call this module and nothing
 else, with the parameters stored in the model file, so they cannot drift apart.
@@ -10,11 +10,13 @@ import io
 import struct
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from captchalab.data.straighten import straighten
 
 ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
@@ -106,13 +108,19 @@ def to_grey(image: Image.Image, background: int = 255) -> Image.Image:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Grey, resize to ``height`` x ``width``, then ``(pixel / 255 - mean) / std``."""
+    """Grey, resize to ``height`` x ``width``, then ``(pixel / 255 - mean) / std``.
+
+    ``invert`` turns light text on a dark page into dark on light first; ``deskew`` then
+    levels the text's midline and crops to a band of normalised text height (seed 002).
+    """
 
     height: int = DEFAULT_HEIGHT
     width: int = 128
     mean: float = 0.5
     std: float = 0.5
     background: int = 255
+    invert: bool = False
+    deskew: bool = False
 
     @classmethod
     def fit(
@@ -128,12 +136,16 @@ class Preprocessing:
     def with_statistics(self, pixels: np.ndarray) -> Preprocessing:
         """A copy whose mean/std are measured on ``pixels`` (uint8 arrays from :meth:`load`)."""
         values = pixels.astype(np.float32) / 255.0
-        return Preprocessing(self.height, self.width, round(float(values.mean()), 6),
-                             round(max(float(values.std()), 1e-3), 6), self.background)
+        return replace(self, mean=round(float(values.mean()), 6),
+                       std=round(max(float(values.std()), 1e-3), 6))
 
     def load(self, source: ImageInput) -> np.ndarray:
         """One image as a ``(height, width)`` uint8 array: grey and resized."""
         grey = to_grey(open_image(source), self.background)
+        if self.invert:
+            grey = ImageOps.invert(grey)
+        if self.deskew:
+            grey = straighten(grey)
         if grey.size != (self.width, self.height):
             grey = grey.resize((self.width, self.height), Image.Resampling.BILINEAR)
         return np.asarray(grey, dtype=np.uint8)

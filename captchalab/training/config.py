@@ -28,6 +28,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     height: int = DEFAULT_HEIGHT
+    invert: bool = False  # light text on a dark page: invert before anything else
+    deskew: bool = False  # level the text's midline, normalise its height (seed 002)
     alphabet: str | None = None
     case_insensitive: bool = False
     skip_bad: bool = False
@@ -44,3 +46,4 @@ class TrainConfig:
     freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
     backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of --lr
     model_options: dict = field(default_factory=dict)  # e.g. {"slices": [54, 110, ...]}
+    stop_epoch: int | None = None  # pause after this epoch, checkpoint kept (staged restarts)

@@ -55,6 +55,7 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+RNG_TENSOR = "rng.cpu"  # the CPU random generator's state, in checkpoints
 VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not every one
 
 
@@ -142,6 +143,12 @@ def load_centres(samples: list[Sample], table: dict, source: Path,
     return centres
 
 
+def fitted_preprocessing(sizes: list[tuple[int, int]], config: TrainConfig) -> Preprocessing:
+    """The input size for these image sizes, with the run's invert and deskew options."""
+    return replace(Preprocessing.fit(sizes, config.height), invert=config.invert,
+                   deskew=config.deskew)
+
+
 def prepare_data(
     folder: LabelledFolder, config: TrainConfig, reporter: ProgressReporter,
     preprocessing: Preprocessing | None = None, needs_centres: bool = False,
@@ -156,7 +163,7 @@ def prepare_data(
     train, val = split or split_samples(folder.samples, config.val_split, config.seed)
     fitted = preprocessing is None
     if preprocessing is None:
-        preprocessing = Preprocessing.fit([s.size for s in train], config.height)
+        preprocessing = fitted_preprocessing([s.size for s in train], config)
     with reporter.task("loading images", len(train) + len(val)) as advance:
         def load(samples: list[Sample]) -> np.ndarray:
             arrays = []
@@ -213,7 +220,7 @@ def prepare_stream(
     scheme = fit_scheme(scheme, alphabet, lengths)
     fitted = preprocessing is None
     if preprocessing is None:
-        preprocessing = Preprocessing.fit([scheme.size], config.height)
+        preprocessing = fitted_preprocessing([scheme.size], config)
     with reporter.task(f"drawing {config.stream_val} {scheme.name} validation captchas", 1):
         val = draw(scheme, preprocessing, config.seed + VALIDATION_SEED_OFFSET, 0,
                    config.stream_val)
@@ -401,6 +408,9 @@ class Trainer:
         if resumed is not None:
             preprocessing = Preprocessing.from_dict(resumed.metadata["preprocessing"])
         family = family_class(config.model)
+        if family.needs_centres and (preprocessing.deskew if preprocessing else config.deskew):
+            raise ValueError(f"--deskew moves characters away from their annotated centres; "
+                             f"the {config.model} family trains on centres")
         data = self._prepare(family, preprocessing)
         fingerprint = data.folder.fingerprint
         if resumed is not None and resumed.metadata["data"]["fingerprint"] != fingerprint:
@@ -461,6 +471,8 @@ class Trainer:
             _restore_optimizer(optimizer, resumed.tensors, state["param_groups"])
             epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
             history, best_score = state["history"], tuple(state["best_score"])
+            if RNG_TENSOR in resumed.tensors:  # dropout continues as if never paused
+                torch.set_rng_state(torch.from_numpy(np.array(resumed.tensors[RNG_TENSOR])))
             self.log(f"resuming at epoch {epoch + 1} of {epochs}")
 
         params = sum(p.numel() for p in model.parameters())
@@ -479,7 +491,8 @@ class Trainer:
 
         losses: list[float] = []  # since the last validation
         with self.reporter.task("training", total_steps, completed=step) as advance:
-            while epoch < epochs and progress < 1.0:
+            stop = min(epochs, config.stop_epoch or epochs)
+            while epoch < stop and progress < 1.0:
                 data.next_epoch(epoch, prefetch=epoch + 1 < epochs)
                 model.train()
                 set_backbone_frozen(model, epoch < config.freeze_epochs)
@@ -514,7 +527,7 @@ class Trainer:
                     if progress >= 1.0:
                         break
                 epoch += 1
-                if epoch % validate_every and epoch < epochs and progress < 1.0:
+                if epoch % validate_every and epoch < stop and progress < 1.0:
                     continue
                 validation, tuned = self._validate(model, data)
                 record = {"epoch": epoch, "step": step,
@@ -541,6 +554,7 @@ class Trainer:
                          history, best_score, decoding) -> None:
         tensors = {f"model.{k}": v for k, v in state_to_numpy(model).items()}
         optimizer_tensors, groups = _optimizer_tensors(optimizer)
+        optimizer_tensors[RNG_TENSOR] = torch.get_rng_state().numpy().copy()
         metadata = self._metadata(data, model, {}, epoch, elapsed / 60, decoding)
         metadata["checkpoint"] = {"epoch": epoch, "step": step, "elapsed": elapsed,
                                   "history": history, "best_score": list(best_score),
