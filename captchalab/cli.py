@@ -153,6 +153,20 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help="the epoch each stage but the last ends at, e.g. 10,100 (default: "
                        "each stage ends at twice the previous one's epoch, the last at the "
                        "full schedule)")
+    group = p.add_argument_group(
+        "self-training (seed 002)",
+        "Read unlabelled images with the model, add the readings it is sure of to the "
+        "training set, retrain with the same recipe, and repeat. Each round is checked on "
+        "DATA's held-out validation images (labelled by people, never pseudo-labelled) and "
+        "the rounds stop when that accuracy drops; the best round's model goes to OUT, "
+        "every round to OUT/round-N/, the record to OUT/self_training.json.")
+    group.add_argument("--unlabelled", type=Path, metavar="DIR",
+                       help="folder of unlabelled images of the same scheme")
+    group.add_argument("--pseudo-threshold", type=FRACTION, default=0.9, metavar="P",
+                       help="confidence (P of the whole reading) a pseudo-label needs "
+                       "(default: %(default)s)")
+    group.add_argument("--self-training-rounds", type=POSITIVE_INT, default=3, metavar="N",
+                       help="rounds of pseudo-labelling at most (default: %(default)s)")
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
@@ -534,7 +548,21 @@ def run_train(args: argparse.Namespace) -> int:
     if args.pretrain:
         config.init = str(pretrain(args.data, args.pretrain, config, log=_stderr,
                                    show_progress=not args.quiet, steps=args.pretrain_steps))
-    if args.restarts:
+    if args.unlabelled and (args.restarts or args.scheme or args.resume):
+        raise CommandError("--unlabelled trains new models on DATA; --restarts, --scheme and "
+                           "--resume do not apply")
+    if args.unlabelled:
+        from captchalab.training.self_training import self_train
+
+        trained = self_train(args.data, args.unlabelled, args.out, config,
+                             args.pseudo_threshold, args.self_training_rounds, log=_stderr,
+                             show_progress=not args.quiet)
+        rounds = trained.report["rounds"]
+        print("self-training: " + ", ".join(
+            f"round {r['round']} {r['val_accuracy']:.2%} ({r['pseudo_labelled']} pseudo-labels)"
+            for r in rounds) + f"; round {trained.best_round} kept")
+        result = trained.result
+    elif args.restarts:
         from captchalab.training.restarts import train_with_restarts
 
         restarts = train_with_restarts(args.data, args.out, config, args.restarts,

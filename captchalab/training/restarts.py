@@ -17,17 +17,17 @@ from pathlib import Path
 
 from captchalab.data import split_samples
 from captchalab.evaluation.metrics import headline
-from captchalab.fileio import atomic_write_bytes, atomic_write_text
+from captchalab.fileio import atomic_write_text
 from captchalab.runtime.artifact import ModelFileError
 from captchalab.training.config import TrainConfig
 from captchalab.training.plots import plot_restarts
 from captchalab.training.trainer import (
     CHECKPOINT_FILE,
-    CURVES_FILE,
     METRICS_FILE,
     MODEL_FILE,
     Trainer,
     TrainResult,
+    copy_run,
 )
 
 RUNS_FOLDER = "restarts"
@@ -164,8 +164,7 @@ def train_with_restarts(
     winner = max(finalists, key=lambda s: (headline(finalists[s].metrics),
                                            -(last[s].get("val_loss") or 0.0), -s))
     winner_dir = out / RUNS_FOLDER / f"seed-{winner}"
-    for name in (MODEL_FILE, METRICS_FILE, CURVES_FILE, "summary.json"):
-        atomic_write_bytes(out / name, (winner_dir / name).read_bytes())
+    copy_run(winner_dir, out)
     histories = {int(d.name.split("-", 1)[1]): _history(d)
                  for d in sorted((out / RUNS_FOLDER).glob("seed-*"))
                  if (d / METRICS_FILE).is_file() and int(d.name.split("-", 1)[1]) in

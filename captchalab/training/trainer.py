@@ -23,7 +23,7 @@ from captchalab.data import (
 from captchalab.data.annotations import ANNOTATIONS_FILE, centres_for, read_centres
 from captchalab.data.dataset import DatasetError
 from captchalab.evaluation.metrics import headline, reading_metrics
-from captchalab.fileio import atomic_write_text
+from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.generators import Scheme, load_scheme
 from captchalab.models import DataShape, Family, Targets, build, family_class
 from captchalab.runtime.artifact import (
@@ -55,6 +55,7 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+SUMMARY_FILE = "summary.json"
 RNG_TENSOR = "rng.cpu"  # the CPU random generator's state, in checkpoints
 VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not every one
 
@@ -570,11 +571,19 @@ class Trainer:
         save_model_file(model_path, best.tensors,
                         self._metadata(data, model, metrics, epoch, minutes, decoding))
         plot_curves(history, self.out_dir / CURVES_FILE)
-        atomic_write_text(self.out_dir / "summary.json", json.dumps(
+        atomic_write_text(self.out_dir / SUMMARY_FILE, json.dumps(
             {"model": str(model_path), "best_epoch": epoch, "epochs_run": len(history),
              "minutes": round(minutes, 2), **{f"val_{k}": v for k, v in metrics.items()}},
             indent=2) + "\n")
         return TrainResult(model_path, metrics, len(history), minutes, len(data.folder.bad))
+
+
+def copy_run(run_dir: Path, out_dir: Path) -> Path:
+    """Copy a finished run's model, metrics, curves and summary into ``out_dir`` (one run
+    chosen among several); returns the copied model's path."""
+    for name in (MODEL_FILE, METRICS_FILE, CURVES_FILE, SUMMARY_FILE):
+        atomic_write_bytes(out_dir / name, (run_dir / name).read_bytes())
+    return out_dir / MODEL_FILE
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,

@@ -1,0 +1,133 @@
+"""Self-training (seed 002): read unlabelled captchas with the model, add the readings it is
+sure of to the training set as labels, retrain, and repeat.
+
+Seed 002 saw errors accumulate: a wrong pseudo-label teaches the next model the same
+mistake. Here every round is checked against held-out images that were labelled by people
+and never pseudo-labelled; the rounds stop as soon as that validation accuracy drops, and
+the best round's model is the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from captchalab.data import IMAGE_SUFFIXES, DatasetError, Sample, split_samples
+from captchalab.data.preprocess import ImageError, open_image
+from captchalab.evaluation.metrics import headline
+from captchalab.fileio import atomic_write_text
+from captchalab.models import family_class
+from captchalab.runtime import Recognizer
+from captchalab.runtime.artifact import ModelFileError
+from captchalab.runtime.decoders import get_decoder
+from captchalab.training.config import TrainConfig
+from captchalab.training.trainer import MODEL_FILE, Trainer, TrainResult, copy_run
+
+REPORT_FILE = "self_training.json"
+DEFAULT_THRESHOLD = 0.9  # P(reading) a pseudo-label needs
+DEFAULT_ROUNDS = 3
+
+
+@dataclass
+class SelfTrainingResult:
+    result: TrainResult  # the best round's, with its files copied into the output folder
+    best_round: int
+    report: dict
+
+
+def unlabelled_images(folder: str | Path) -> tuple[list[tuple[Path, tuple[int, int]]], int]:
+    """Every readable image in ``folder`` with its size, and how many files were unreadable."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder of images")
+    images, unreadable = [], 0
+    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        try:
+            images.append((path, open_image(path).size))
+        except ImageError:
+            unreadable += 1
+    if not images:
+        raise DatasetError(f"{root}: no readable images to self-train on")
+    return images, unreadable
+
+
+def pseudo_labels(recognizer: Recognizer, images: list[tuple[Path, tuple[int, int]]],
+                  threshold: float, lengths: list[int]) -> list[Sample]:
+    """The images the model reads with P(reading) >= ``threshold``, labelled by its reading;
+    a reading of a length never seen in the labelled training data is left out."""
+    predictions = recognizer.predict([path for path, _ in images], batch_size=64)
+    return [Sample(path, p.text, size) for (path, size), p in zip(images, predictions)
+            if p.confidence >= threshold and len(p.text) in lengths]
+
+
+def next_round(accuracies: list[float]) -> tuple[bool, int]:
+    """``(go on, best round)`` after the rounds so far: stop as soon as the last round's
+    validation accuracy is below the best before it; a tie goes on but keeps the earlier."""
+    best = max(range(len(accuracies)), key=lambda r: (accuracies[r], -r))
+    dropped = len(accuracies) > 1 and accuracies[-1] < max(accuracies[:-1])
+    return not dropped, best
+
+
+def self_train(
+    data_dir: str | Path, unlabelled_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+    threshold: float = DEFAULT_THRESHOLD, rounds: int = DEFAULT_ROUNDS,
+    log: Callable[[str], None] = print, show_progress: bool = True,
+) -> SelfTrainingResult:
+    """Round 0 trains on the labelled folder; each further round retrains (same recipe,
+    same seed) on it plus the previous round's confident readings of ``unlabelled_dir``.
+    Writes ``OUT/round-N/`` per round, the best round's model into ``OUT`` and
+    ``self_training.json``."""
+    out = Path(out_dir)
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"the pseudo-label threshold must be in [0, 1), got {threshold}")
+    if config.scheme or config.resume:
+        raise ValueError("self-training trains new models on a labelled folder; --scheme and "
+                         "--resume do not apply")
+    family = family_class(config.model)
+    if not get_decoder(family.decoder).ordered:
+        raise ValueError(f"the {config.model} family reads no strings to use as labels; "
+                         "self-train a string-reading family")
+    if config.val_split <= 0:
+        raise ValueError("self-training stops on held-out labelled images: --val-split must "
+                         "be above 0")
+    existing = out / MODEL_FILE
+    if existing.exists() and not config.overwrite:
+        raise ModelFileError(f"{existing}: already exists; pass --overwrite to replace it")
+    reader = Trainer(data_dir, out, config, log, show_progress)
+    train, val = split_samples(reader._read().samples, config.val_split, config.seed)
+    if not val:
+        raise ValueError(f"{data_dir}: too few images to hold out validation images")
+    images, unreadable = unlabelled_images(unlabelled_dir)
+    log(f"{len(images)} unlabelled images" + (f" ({unreadable} unreadable, skipped)"
+                                              if unreadable else ""))
+    lengths = sorted({len(s.label) for s in train})
+    results: list[TrainResult] = []
+    history: list[dict] = []
+    pseudo: list[Sample] = []
+    for round_index in range(rounds + 1):
+        if round_index:
+            recognizer = Recognizer.load(results[-1].model_path)
+            pseudo = pseudo_labels(recognizer, images, threshold, lengths)
+            log(f"round {round_index}: {len(pseudo)} of {len(images)} unlabelled images read "
+                f"with confidence >= {threshold}")
+        run_dir = out / f"round-{round_index}"
+        results.append(Trainer(data_dir, run_dir, config,
+                               lambda line, r=round_index: log(f"round {r}: {line}"),
+                               show_progress, split=(train + pseudo, val)).run())
+        history.append({"round": round_index, "pseudo_labelled": len(pseudo),
+                        "val_accuracy": headline(results[-1].metrics),
+                        "metrics": results[-1].metrics})
+        go_on, best = next_round([h["val_accuracy"] for h in history])
+        log(f"round {round_index}: validation accuracy {history[-1]['val_accuracy']:.2%}"
+            + ("" if go_on else f", below round {best}'s: stopping"))
+        if not go_on:
+            break
+    _, best = next_round([h["val_accuracy"] for h in history])
+    copy_run(out / f"round-{best}", out)
+    report = {"threshold": threshold, "rounds_asked": rounds, "unlabelled": len(images),
+              "unreadable": unreadable, "rounds": history, "best_round": best,
+              "stopped_on_drop": len(history) < rounds + 1}
+    atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    return SelfTrainingResult(replace(results[best], model_path=out / MODEL_FILE), best, report)

@@ -1,0 +1,84 @@
+"""Self-training on unlabelled images, stopped by held-out labelled images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from captchalab import Recognizer
+from captchalab.cli import main
+from captchalab.data import label_from_filename
+from captchalab.generators import generate
+from captchalab.training.self_training import next_round, pseudo_labels, unlabelled_images
+
+
+@pytest.mark.parametrize(("accuracies", "expected"), [
+    ([0.5], (True, 0)),
+    ([0.5, 0.6], (True, 1)),
+    ([0.5, 0.6, 0.6], (True, 1)),  # a tie goes on, the earlier round stays the best
+    ([0.5, 0.6, 0.55], (False, 1)),  # a drop stops
+    ([0.5, 0.4], (False, 0)),
+])
+def test_rounds_stop_when_held_out_accuracy_drops(accuracies, expected):
+    assert next_round(accuracies) == expected
+
+
+def unlabelled_copy(folder, out):
+    """The images of a generated folder under names that carry no label; the true labels."""
+    out.mkdir()
+    truths = {}
+    for i, path in enumerate(sorted(folder.glob("*.png"))):
+        shutil.copy(path, out / f"u{i:04d}.png")
+        truths[f"u{i:04d}.png"] = label_from_filename(path.name)
+    return truths
+
+
+def test_pseudo_labels_keep_confident_readings_of_known_length(trained_model, rings_test,
+                                                               tmp_path):
+    truths = unlabelled_copy(rings_test, tmp_path / "u")
+    (tmp_path / "u" / "broken.png").write_bytes(b"not a png")
+    images, unreadable = unlabelled_images(tmp_path / "u")
+    assert unreadable == 1 and len(images) == len(truths)
+    recognizer = Recognizer.load(trained_model)
+    everything = pseudo_labels(recognizer, images, 0.0, [6])
+    confident = pseudo_labels(recognizer, images, 0.9, [6])
+    assert 0 < len(confident) <= len(everything) <= len(images)
+    assert all(len(s.label) == 6 for s in everything)
+    assert pseudo_labels(recognizer, images, 0.0, [4]) == []
+
+    def accuracy(samples):
+        return sum(s.label == truths[s.path.name] for s in samples) / len(samples)
+
+    assert accuracy(confident) >= accuracy(everything)
+    assert accuracy(confident) > 0.9
+
+
+def test_self_training_writes_each_round_and_keeps_the_best(tmp_path, capsys):
+    labelled = generate("rings", 120, tmp_path / "labelled", seed=31)
+    unlabelled_copy(generate("rings", 60, tmp_path / "pool", seed=32), tmp_path / "u")
+    out = tmp_path / "out"
+    assert main(["train", str(labelled), "--out", str(out), "--epochs", "2", "--quiet",
+                 "--unlabelled", str(tmp_path / "u"), "--pseudo-threshold", "0",
+                 "--self-training-rounds", "1"]) == 0
+    report = json.loads((out / "self_training.json").read_text())
+    rounds = report["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["pseudo_labelled"] == 0
+    assert 0 <= rounds[1]["pseudo_labelled"] <= 60
+    best = report["best_round"]
+    assert best == max((0, 1), key=lambda r: (rounds[r]["val_accuracy"], -r))
+    assert (out / "model.safetensors").read_bytes() == (
+        out / f"round-{best}" / "model.safetensors").read_bytes()
+    summary = json.loads((out / f"round-{best}" / "summary.json").read_text())
+    assert summary["val_count"] == 12  # the held-out labelled images, the same every round
+    assert f"round {best} kept" in capsys.readouterr().out
+
+
+def test_self_training_refuses_what_it_cannot_do(rings_train, tmp_path, capsys):
+    assert main(["train", str(rings_train), "--out", str(tmp_path / "a"), "--unlabelled",
+                 str(tmp_path / "missing")]) == 1
+    assert "missing: not a folder of images" in capsys.readouterr().err
+    assert main(["train", str(rings_train), "--out", str(tmp_path / "b"), "--unlabelled",
+                 str(tmp_path), "--model", "multilabel"]) == 1
+    assert "reads no strings" in capsys.readouterr().err
