@@ -519,6 +519,7 @@ def run_train(args: argparse.Namespace) -> int:
     from captchalab.models import family_class
     from captchalab.runtime.artifact import read_metadata
     from captchalab.training import train
+    from captchalab.training.distributed import Distributed
     from captchalab.training.pretrain import pretrain
 
     if args.model is None:
@@ -575,6 +576,8 @@ def run_train(args: argparse.Namespace) -> int:
         result = restarts.result
     else:
         result = train(args.data, args.out, config, log=_stderr, show_progress=not args.quiet)
+        if Distributed.from_environment().rank:
+            return 0  # under torchrun, rank 0 reports
     metrics = result.metrics
     if metrics:
         print(f"validation: {describe_metrics(metrics)} ({metrics['count']} images); "

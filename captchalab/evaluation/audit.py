@@ -22,6 +22,7 @@ from captchalab.evaluation.reporting import machine, now, png_bytes, pyplot
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.training.config import AUDIT_MINUTES, AUDIT_SIZES, AUDIT_VAL_SPLIT, TrainConfig
+from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.pretrain import pretrain as pretrain_model
 from captchalab.training.progress import ProgressReporter
 from captchalab.training.trainer import train
@@ -119,6 +120,7 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
     """Learning curve of ``config``'s recipe on ``data_dir``. With ``pretrain`` (a model file,
     or a synthetic scheme to pretrain on first, cached) every run starts from that model:
     the attacker who draws look-alike captchas before labelling real ones."""
+    refuse_under_torchrun("audit")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = config or TrainConfig(val_split=AUDIT_VAL_SPLIT)
     folder = read_labelled_folder(data_dir, config.alphabet, config.case_insensitive)

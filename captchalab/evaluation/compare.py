@@ -24,6 +24,7 @@ from captchalab.runtime.artifact import ModelFileError
 from captchalab.runtime.centres import annotate_centres
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.training.config import COMPARE_MODELS, TrainConfig
+from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.trainer import train
 
 SPEED_IMAGES = 256  # images read (repeating the validation set) to time each model
@@ -79,6 +80,7 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = C
             config: TrainConfig | None = None, log: Callable[[str], None] = print,
             show_progress: bool = True) -> list[Entry]:
     """Train each of ``models`` on ``data_dir`` with ``config`` (same split, same budget)."""
+    refuse_under_torchrun("compare")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = config or TrainConfig()
     for name in models:

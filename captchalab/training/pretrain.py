@@ -18,6 +18,7 @@ from pathlib import Path
 from captchalab.data import Sample, read_labelled_folder
 from captchalab.generators import load_scheme
 from captchalab.training.config import PRETRAIN_STEPS
+from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.progress import ProgressReporter
 from captchalab.training.synthetic import fit_scheme
 from captchalab.training.trainer import (
@@ -77,6 +78,7 @@ def pretrain(data_dir: str | Path, scheme: str, config: TrainConfig,
              steps: int = PRETRAIN_STEPS,
              split: tuple[list[Sample], list[Sample]] | None = None) -> Path:
     """The model file pretrained on ``scheme`` for the data in ``data_dir`` (cached)."""
+    refuse_under_torchrun("--pretrain")
     target = target_of(data_dir, config, split)
     settings = pretrain_config(config, scheme, steps)
     folder = pretrained_path(scheme, target, settings)

@@ -20,6 +20,7 @@ from captchalab.evaluation.metrics import headline
 from captchalab.fileio import atomic_write_text
 from captchalab.runtime.artifact import ModelFileError
 from captchalab.training.config import TrainConfig
+from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.plots import plot_restarts
 from captchalab.training.trainer import (
     CHECKPOINT_FILE,
@@ -107,6 +108,7 @@ def train_with_restarts(
     """Staged restarts with seeds ``config.seed``, ``config.seed + 1``, ...; writes each run
     into ``OUT/restarts/seed-N/``, the winner's model and curves into ``OUT``, and
     ``restarts.json`` / ``restarts.png`` (every run's validation curves on one plot)."""
+    refuse_under_torchrun("--restarts")
     out = Path(out_dir)
     if config.max_minutes:
         raise ValueError("--restarts stages runs by epoch: give --epochs, not --max-minutes")

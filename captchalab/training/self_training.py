@@ -23,6 +23,7 @@ from captchalab.runtime import Recognizer
 from captchalab.runtime.artifact import ModelFileError
 from captchalab.runtime.decoders import get_decoder
 from captchalab.training.config import TrainConfig
+from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.trainer import MODEL_FILE, Trainer, TrainResult, copy_run
 
 REPORT_FILE = "self_training.json"
@@ -79,6 +80,7 @@ def self_train(
     same seed) on it plus the previous round's confident readings of ``unlabelled_dir``.
     Writes ``OUT/round-N/`` per round, the best round's model into ``OUT`` and
     ``self_training.json``."""
+    refuse_under_torchrun("self-training (--unlabelled)")
     out = Path(out_dir)
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"the pseudo-label threshold must be in [0, 1), got {threshold}")

@@ -37,6 +37,7 @@ from captchalab.runtime.decoders import THRESHOLDS, Decoder, get_decoder
 from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
 from captchalab.training.augment import Augmentation
 from captchalab.training.config import TARGET_STEPS, TrainConfig
+from captchalab.training.distributed import Distributed, process_group
 from captchalab.training.plots import plot_curves
 from captchalab.training.progress import ProgressReporter
 from captchalab.training.schedule import one_cycle
@@ -282,9 +283,11 @@ class Trainer:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.out_dir = Path(out_dir)
         self.split, self.target = split, target
-        self.config, self.log = config, log
-        self.reporter = ProgressReporter(enabled=show_progress)
-        self.device = resolve_device(config.device)
+        self.distributed = Distributed.from_environment()
+        main = self.distributed.is_main  # the other processes of a torchrun stay quiet
+        self.config, self.log = config, log if main else (lambda _: None)
+        self.reporter = ProgressReporter(enabled=show_progress and main)
+        self.device = self.distributed.device(resolve_device(config.device))
 
     # -- set-up ---------------------------------------------------------------------------
     def _read(self) -> LabelledFolder:
@@ -417,8 +420,12 @@ class Trainer:
         if resumed is not None and resumed.metadata["data"]["fingerprint"] != fingerprint:
             raise ModelFileError(f"{checkpoint_path}: was trained on different data; "
                                  "start a new run without --resume")
+        if self.distributed.enabled and config.freeze_epochs:
+            raise ValueError("--freeze-epochs is not available under torchrun: start the run "
+                             "in one process")
         try:
-            return self._train(data, family, resumed, source)
+            with process_group(self.distributed, self.device):
+                return self._train(data, family, resumed, source)
         finally:
             data.close()
 
@@ -455,6 +462,7 @@ class Trainer:
             self.log(f"started from {config.init}: {len(moved.shared)} symbols carried over"
                      + (f", {len(moved.new)} new ({moved.new})" if moved.new else ""))
         model = model.to(self.device)
+        network = self.distributed.wrap(model, self.device)  # averages gradients over ranks
         optimizer = torch.optim.AdamW(parameter_groups(model, config.backbone_lr),
                                       lr=config.learning_rate, weight_decay=config.weight_decay)
         augmentation = Augmentation() if config.augment else None
@@ -475,20 +483,27 @@ class Trainer:
             if RNG_TENSOR in resumed.tensors:  # dropout continues as if never paused
                 torch.set_rng_state(torch.from_numpy(np.array(resumed.tensors[RNG_TENSOR])))
             self.log(f"resuming at epoch {epoch + 1} of {epochs}")
+        distributed = self.distributed
+        if distributed.rank:  # the same start as rank 0, then its own dropout
+            torch.manual_seed(config.seed * 1_000 + distributed.rank + 7_919 * epoch)
+        batch_size = distributed.batch_size(config.batch_size)
 
         params = sum(p.numel() for p in model.parameters())
         self.log(f"{len(data.train)} training and {len(data.val)} validation images, "
                  f"alphabet {len(data.alphabet)} symbols, input {data.preprocessing.height}x"
                  f"{data.preprocessing.width}, {config.model} with {params / 1e6:.2f}M parameters, "
-                 f"{epochs} epochs on {self.device}")
+                 f"{epochs} epochs on {self.device}"
+                 + (f", {distributed.world_size} processes" if distributed.enabled else ""))
         started = time.monotonic() - elapsed
-        progress = 0.0
 
         def current_progress() -> float:
+            """Share of the schedule done; with a time budget the processes agree on it."""
             fraction = step / total_steps
             if budget:
-                fraction = max(fraction, (time.monotonic() - started) / budget)
+                fraction = distributed.most(max(fraction, (time.monotonic() - started) / budget))
             return fraction
+
+        progress = current_progress()
 
         losses: list[float] = []  # since the last validation
         with self.reporter.task("training", total_steps, completed=step) as advance:
@@ -498,9 +513,12 @@ class Trainer:
                 model.train()
                 set_backbone_frozen(model, epoch < config.freeze_epochs)
                 generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-                order = torch.randperm(len(data.train), generator=generator)
-                for start in range(0, len(order), config.batch_size):
-                    index = order[start : start + config.batch_size]
+                order = distributed.shard(torch.randperm(len(data.train), generator=generator))
+                if distributed.rank:  # the other ranks augment their images their own way
+                    generator = torch.Generator().manual_seed(
+                        config.seed * 100_003 + epoch + 1_000_003 * distributed.rank)
+                for start in range(0, len(order), batch_size):
+                    index = order[start : start + batch_size]
                     if len(index) < 2:
                         continue  # batch norm needs two images
                     pixels = data.train_pixels[index]
@@ -509,9 +527,9 @@ class Trainer:
                     if augmentation is not None:
                         images = augmentation(images, generator, targets.centres)
                     for group in optimizer.param_groups:
-                        group["lr"] = (one_cycle(current_progress(), config.learning_rate)
+                        group["lr"] = (one_cycle(progress, config.learning_rate)
                                        * group["lr_scale"])
-                    outputs = model(images.to(self.device))
+                    outputs = network(images.to(self.device))
                     loss = model.loss(outputs, Targets(
                         targets.labels.to(self.device), targets.lengths,
                         None if targets.centres is None else targets.centres.to(self.device)))
@@ -528,7 +546,8 @@ class Trainer:
                     if progress >= 1.0:
                         break
                 epoch += 1
-                if epoch % validate_every and epoch < stop and progress < 1.0:
+                if not distributed.is_main or (
+                        epoch % validate_every and epoch < stop and progress < 1.0):
                     continue
                 validation, tuned = self._validate(model, data)
                 record = {"epoch": epoch, "step": step,
@@ -549,6 +568,9 @@ class Trainer:
                 self._save_checkpoint(checkpoint_path, model, optimizer, data, epoch, step,
                                       time.monotonic() - started, history, best_score, decoding)
         minutes = (time.monotonic() - started) / 60
+        if not distributed.is_main:  # rank 0 writes the model
+            return TrainResult(self.out_dir / MODEL_FILE, {}, epoch, minutes,
+                               len(data.folder.bad))
         return self._finish(data, model, history, minutes)
 
     def _save_checkpoint(self, path: Path, model, optimizer, data, epoch, step, elapsed,

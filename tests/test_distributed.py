@@ -1,0 +1,71 @@
+"""Training with torchrun: sharding, rank handling, and a real 2-process run on CPU (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from captchalab import Recognizer
+from captchalab.cli import main
+from captchalab.generators import generate
+from captchalab.training.distributed import Distributed
+
+
+@pytest.mark.parametrize("length", [10, 11, 1])
+def test_shards_cover_the_epoch_with_equal_shares(length):
+    order = torch.randperm(length, generator=torch.Generator().manual_seed(0))
+    shards = [Distributed(rank, 2).shard(order) for rank in range(2)]
+    assert len(shards[0]) == len(shards[1]) == -(-length // 2)
+    assert set(torch.cat(shards).tolist()) == set(order.tolist())
+    assert torch.equal(Distributed().shard(order), order)
+    assert Distributed(0, 2).batch_size(32) == 16 and Distributed(0, 3).batch_size(32) == 11
+
+
+def test_ranks_come_from_torchruns_environment(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert Distributed.from_environment() == Distributed(0, 1, 0)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert Distributed.from_environment() == Distributed(3, 4, 1)
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ValueError, match="does not fit WORLD_SIZE 4"):
+        Distributed.from_environment()
+
+
+def test_two_processes_train_one_model_written_by_rank_0(tmp_path):
+    data = generate("rings", 240, tmp_path / "data", seed=41)
+    out = tmp_path / "out"
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "--standalone", "-m", "captchalab", "train", str(data), "--out", str(out),
+         "--epochs", "6", "--quiet"],
+        capture_output=True, text=True, timeout=600, env=environment)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 processes" in run.stderr
+    assert run.stdout.count("validation:") == 1  # rank 0 reports, rank 1 stays quiet
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.safetensors", "curves.png", "metrics.jsonl", "model.safetensors",
+        "summary.json"]  # and no temporary file left by a second writer
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [3, 6]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert len(Recognizer.load(out / "model.safetensors").predict(
+        sorted(data.glob("*.png"))[0]).text) > 0
+
+
+def test_series_of_trainings_refuse_torchrun(rings_train, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", str(rings_train), "--out", str(tmp_path), "--restarts", "2,1"]) == 1
+    assert "runs in one process; start it without torchrun" in capsys.readouterr().err
+    assert main(["compare", str(rings_train), "--out", str(tmp_path)]) == 1
+    assert "compare runs in one process" in capsys.readouterr().err
