@@ -75,11 +75,13 @@ def self_train(
     data_dir: str | Path, unlabelled_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     threshold: float = DEFAULT_THRESHOLD, rounds: int = DEFAULT_ROUNDS,
     log: Callable[[str], None] = print, show_progress: bool = True,
+    split: tuple[list[Sample], list[Sample]] | None = None,
 ) -> SelfTrainingResult:
     """Round 0 trains on the labelled folder; each further round retrains (same recipe,
     same seed) on it plus the previous round's confident readings of ``unlabelled_dir``.
     Writes ``OUT/round-N/`` per round, the best round's model into ``OUT`` and
-    ``self_training.json``."""
+    ``self_training.json``. ``split`` fixes the labelled training and validation samples
+    instead of ``config.val_split``."""
     refuse_under_torchrun("self-training (--unlabelled)")
     out = Path(out_dir)
     if not 0.0 <= threshold < 1.0:
@@ -98,7 +100,7 @@ def self_train(
     if existing.exists() and not config.overwrite:
         raise ModelFileError(f"{existing}: already exists; pass --overwrite to replace it")
     reader = Trainer(data_dir, out, config, log, show_progress)
-    train, val = split_samples(reader._read().samples, config.val_split, config.seed)
+    train, val = split or split_samples(reader._read().samples, config.val_split, config.seed)
     if not val:
         raise ValueError(f"{data_dir}: too few images to hold out validation images")
     images, unreadable = unlabelled_images(unlabelled_dir)
