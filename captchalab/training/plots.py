@@ -56,7 +56,8 @@ def plot_restarts(histories: dict[int, list[dict]], winner: int, stage_ends: lis
     for seed, history in sorted(histories.items(), key=lambda item: item[0] == winner):
         epochs = [h["epoch"] for h in history]
         style = ({"color": "C3", "linewidth": 2.0, "label": f"seed {seed} (kept)"}
-                 if seed == winner else {"color": "0.6", "linewidth": 0.8, "alpha": 0.8})
+                 if seed == winner else
+                 {"color": "0.6", "linewidth": 0.8, "alpha": 0.8, "marker": "."})
         loss_axis.plot(epochs, [h.get("val_loss") for h in history], **style)
         accuracy_axis.plot(epochs, [h.get("val_accuracy") for h in history], **style)
     for axis in (loss_axis, accuracy_axis):
