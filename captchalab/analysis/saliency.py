@@ -194,7 +194,7 @@ def write_saliency(result: Saliency, out_dir: str | Path) -> Path:
             stretch = max(float(character.minimised.max()), 1e-6)  # faint ink made visible
             axes[row, 1].imshow(1.0 - character.minimised / stretch, cmap="gray", vmin=0, vmax=1)
             axes[row, 1].set_title(
-                f"{character.symbol!r}: {character.ink_after / max(character.ink_before, 1e-9):.0%}"
+                f"{character.symbol!r}: {character.ink_after / max(character.ink_before, 1e-9):.1%}"
                 " of the ink kept", fontsize=9)
         for axis in axes[row]:
             axis.axis("off")
