@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -44,14 +45,21 @@ def test_two_processes_train_one_model_written_by_rank_0(tmp_path):
     out = tmp_path / "out"
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    run = subprocess.run(
+    launcher = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
          "--standalone", "-m", "captchalab", "train", str(data), "--out", str(out),
          "--epochs", "6", "--quiet"],
-        capture_output=True, text=True, timeout=600, env=environment)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "2 processes" in run.stderr
-    assert run.stdout.count("validation:") == 1  # rank 0 reports, rank 1 stays quiet
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        start_new_session=True)
+    try:
+        stdout, stderr = launcher.communicate(timeout=600)
+    finally:  # a hung run takes its worker processes with it
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    assert launcher.returncode == 0, stderr[-2000:]
+    assert "2 processes" in stderr
+    assert stdout.count("validation:") == 1  # rank 0 reports, rank 1 stays quiet
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint.safetensors", "curves.png", "metrics.jsonl", "model.safetensors",
         "summary.json"]  # and no temporary file left by a second writer
