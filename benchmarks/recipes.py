@@ -74,7 +74,8 @@ def run(name: str, data: Path, out: Path, extra: list[str], processes: int = 1) 
     return row
 
 
-def self_training(data: Path, out: Path, epochs: int | None = None) -> dict:
+def self_training(data: Path, out: Path, epochs: int | None = None,
+                  minutes: float | None = None) -> dict:
     """Self-training on a quarter of the labels, the rest given as unlabelled images."""
     from captchalab.data import read_labelled_folder, split_samples
     from captchalab.training import TrainConfig
@@ -92,7 +93,8 @@ def self_training(data: Path, out: Path, epochs: int | None = None) -> dict:
         (pool / name).symlink_to(sample.path.resolve())
         truths[name] = sample.label
     started = time.perf_counter()
-    trained = self_train(data, pool, out, TrainConfig(overwrite=True, epochs=epochs),
+    trained = self_train(data, pool, out, TrainConfig(overwrite=True, epochs=epochs,
+                                                       max_minutes=minutes),
                          rounds=SELF_TRAINING_ROUNDS, show_progress=False,
                          log=lambda line: print(line, file=sys.stderr), split=(labelled, val))
     minutes = (time.perf_counter() - started) / 60
@@ -111,10 +113,12 @@ def self_training(data: Path, out: Path, epochs: int | None = None) -> dict:
             row["pseudo_label_accuracy"] = right / len(pseudo) if pseudo else None
         rounds.append(row)
     best = trained.report["rounds"][trained.best_round]["metrics"]
+    budget = f" --max-minutes {minutes}" if minutes else ""
     return {"recipe": "self-training",
             "command": f"captchalab train DATA --unlabelled POOL --self-training-rounds "
-                       f"{SELF_TRAINING_ROUNDS} (labelled: {len(labelled)} of the {len(train)} "
-                       f"training images; POOL: the other {len(train) - len(labelled)})",
+                       f"{SELF_TRAINING_ROUNDS}{budget} (labelled: {len(labelled)} of the "
+                       f"{len(train)} training images; POOL: the other "
+                       f"{len(train) - len(labelled)})",
             "validation_images": len(val), "sequence_accuracy": best["sequence_accuracy"],
             "char_accuracy": best["char_accuracy"], "train_minutes": round(minutes, 2),
             "rounds": rounds, "best_round": trained.best_round,
@@ -129,6 +133,8 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=SHARED,
                         help="folder holding the datasets (NAME/images)")
     parser.add_argument("--epochs", type=int, help="epochs of every run (a quick check)")
+    parser.add_argument("--self-training-minutes", type=float,
+                        help="time budget of each self-training round (default: none)")
     args = parser.parse_args()
     results_path = RESULTS if args.data_root == SHARED else args.out / RESULTS.name
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
@@ -138,7 +144,7 @@ def main() -> None:
         for recipe in args.recipes.split(","):
             out = args.out / dataset / recipe
             if recipe == "self-training":
-                rows = [self_training(data, out, args.epochs)]
+                rows = [self_training(data, out, args.epochs, args.self_training_minutes)]
             elif recipe == "torchrun-2":
                 rows = [run(recipe, data, out, extra, processes=2)]
             else:
