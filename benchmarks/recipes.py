@@ -75,7 +75,7 @@ def run(name: str, data: Path, out: Path, extra: list[str], processes: int = 1) 
 
 
 def self_training(data: Path, out: Path, epochs: int | None = None,
-                  minutes: float | None = None) -> dict:
+                  budget_minutes: float | None = None) -> dict:
     """Self-training on a quarter of the labels, the rest given as unlabelled images."""
     from captchalab.data import read_labelled_folder, split_samples
     from captchalab.training import TrainConfig
@@ -94,7 +94,7 @@ def self_training(data: Path, out: Path, epochs: int | None = None,
         truths[name] = sample.label
     started = time.perf_counter()
     trained = self_train(data, pool, out, TrainConfig(overwrite=True, epochs=epochs,
-                                                       max_minutes=minutes),
+                                                       max_minutes=budget_minutes),
                          rounds=SELF_TRAINING_ROUNDS, show_progress=False,
                          log=lambda line: print(line, file=sys.stderr), split=(labelled, val))
     minutes = (time.perf_counter() - started) / 60
@@ -113,7 +113,7 @@ def self_training(data: Path, out: Path, epochs: int | None = None,
             row["pseudo_label_accuracy"] = right / len(pseudo) if pseudo else None
         rounds.append(row)
     best = trained.report["rounds"][trained.best_round]["metrics"]
-    budget = f" --max-minutes {minutes}" if minutes else ""
+    budget = f" --max-minutes {budget_minutes}" if budget_minutes else ""
     return {"recipe": "self-training",
             "command": f"captchalab train DATA --unlabelled POOL --self-training-rounds "
                        f"{SELF_TRAINING_ROUNDS}{budget} (labelled: {len(labelled)} of the "
