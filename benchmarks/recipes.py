@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -84,7 +85,11 @@ def self_training(data: Path, out: Path, epochs: int | None = None,
 
     folder = read_labelled_folder(data)
     train, val = split_samples(folder.samples, float(VAL_SPLIT), seed=0)
-    labelled = train[: round(len(train) * LABELLED_SHARE)]
+    # the split lists files in name (= label) order: draw the labelled half at random, or it
+    # would hold only labels from the start of the alphabet
+    shuffled = [train[i] for i in random.Random(0).sample(range(len(train)), len(train))]
+    labelled = shuffled[: round(len(train) * LABELLED_SHARE)]
+    train = shuffled
     pool = out / "unlabelled"
     shutil.rmtree(pool, ignore_errors=True)
     pool.mkdir(parents=True)
