@@ -12,9 +12,8 @@ one after the other so that timings do not disturb each other:
   -m captchalab train ...`), to compare with the baseline's one process;
 - self-training: half of the training images keep their labels, the other half are given
   without (`--unlabelled`), 1 round; round 0 (the labelled half alone, same validation
-  images) is its baseline. (With a quarter of the labels, round 0 read 0.9% of swust_2019b's
-  validation captchas and only 1 of 982 readings passed the threshold.) Run through the
-  Python API, which takes the split as given.
+  images) is its baseline. The labelled half is drawn at random from the training split.
+  Run through the Python API, which takes the split as given.
 
     python benchmarks/recipes.py --datasets swust_2019b,sysu --recipes baseline,restarts
 
