@@ -362,6 +362,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_out_folder(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("."),
+                   help="output folder (default: the current one)")
+
+
 def _add_analyze(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "analyze", help="look inside a trained model (writes PNG + JSON)",
@@ -376,8 +381,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
     r.add_argument("model", type=Path, help="model file (.safetensors)")
     r.add_argument("--data", type=Path, help="labelled folder to measure the typical glyph "
                    "width on (input width / median label length)")
-    r.add_argument("--out", type=Path, default=Path("."),
-                   help="output folder (default: the current one)")
+    _add_out_folder(r)
     e = kinds.add_parser(
         "errors", help="most wrong and most right readings, character confusions",
         description="Read DATA with MODEL and write most_wrong.png (wrong readings the model "
@@ -386,8 +390,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
         "order) and errors.json.")
     e.add_argument("model", type=Path, help="model file (.safetensors or .onnx)")
     e.add_argument("data", type=Path, help="folder of labelled images")
-    e.add_argument("--out", type=Path, default=Path("."),
-                   help="output folder (default: the current one)")
+    _add_out_folder(e)
     e.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
     e.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     s = kinds.add_parser(
@@ -403,8 +406,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
                    help="weight of the total ink (default: %(default)s, as in seed 002)")
     s.add_argument("--steps", type=POSITIVE_INT, default=300,
                    help="gradient steps (default: %(default)s)")
-    s.add_argument("--out", type=Path, default=Path("."),
-                   help="output folder (default: the current one)")
+    _add_out_folder(s)
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -94,11 +94,6 @@ class Saliency:
                 "characters": [character.to_dict() for character in self.characters]}
 
 
-def _ink(preprocessing: Preprocessing, image: str | Path) -> np.ndarray:
-    """The image as the model sees it, as ink: 0 where the page is white, 1 where black."""
-    return 1.0 - preprocessing.load(image).astype(np.float32) / 255.0
-
-
 def minimise_input(network: torch.nn.Module, preprocessing: Preprocessing, ink: np.ndarray,
                    selectors: list[Callable[[torch.Tensor], torch.Tensor]],
                    c: float = SALIENCY_C, steps: int = 300, learning_rate: float = 0.02
@@ -112,6 +107,7 @@ def minimise_input(network: torch.nn.Module, preprocessing: Preprocessing, ink: 
     mean, std = preprocessing.mean, preprocessing.std
 
     def forward(inks: torch.Tensor) -> torch.Tensor:
+        """``Preprocessing.normalize`` of the pixels ``1 - ink``, in torch for the gradient."""
         return network(((1.0 - inks) - mean) / std)
 
     count = len(selectors)
@@ -146,13 +142,13 @@ def saliency(model_path: str | Path, image: str | Path, c: float = SALIENCY_C,
     preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
     network = build_model(model_file, str(model_path)).float()
     try:
-        ink = _ink(preprocessing, image)
+        pixels = preprocessing.load(image)  # as the model sees it
     except ImageError as error:
         raise ImageError(f"{image}: {error}") from None
+    ink = 1.0 - pixels.astype(np.float32) / 255.0  # 0 where the page is white, 1 where black
     decoder = get_decoder(metadata["decoder"])
     with torch.no_grad():
-        outputs = network(torch.from_numpy(preprocessing.normalize(
-            np.round((1.0 - ink) * 255).astype(np.uint8)[None])))
+        outputs = network(torch.from_numpy(preprocessing.normalize(pixels[None])))
     decoded = decoder(outputs.numpy(), DecodingSettings.from_metadata(metadata))[0]
     symbols = metadata["alphabet"]
     reading = "".join(symbols[label - 1] for label in decoded.labels)

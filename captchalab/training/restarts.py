@@ -95,6 +95,10 @@ def _spread(values: list[float]) -> dict:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def _run_dir(out: Path, seed: int) -> Path:
+    return out / RUNS_FOLDER / f"seed-{seed}"
+
+
 def _history(run_dir: Path) -> list[dict]:
     path = run_dir / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -122,12 +126,12 @@ def train_with_restarts(
         raise ModelFileError(f"{existing}: already exists; pass --resume to continue those "
                              "restarts or --overwrite to replace them")
     reader = Trainer(data_dir, out, config, log, show_progress)
-    folder = reader._read()
+    folder = reader.read_folder()
     split = split_samples(folder.samples, config.val_split, config.seed)
     if not split[1]:
         raise ValueError(f"{data_dir}: too few images to hold out validation images for "
                          "--restarts")
-    total = config.epochs or reader._planned_steps(len(split[0]))[0]
+    total = config.epochs or reader.planned_steps(len(split[0]))[0]
     plan = RestartPlan.make(counts, stage_epochs, total)
     alive = [config.seed + i for i in range(plan.counts[0])]
     stages: list[dict] = []
@@ -138,7 +142,7 @@ def train_with_restarts(
             f"{total}")
         last: dict[int, dict] = {}
         for seed in alive:
-            run_dir = out / RUNS_FOLDER / f"seed-{seed}"
+            run_dir = _run_dir(out, seed)
             resume = (run_dir / CHECKPOINT_FILE).is_file() and (stage > 0 or config.resume)
             run_config = replace(config, seed=seed, epochs=total, resume=resume,
                                  overwrite=config.overwrite and not resume,
@@ -165,12 +169,8 @@ def train_with_restarts(
     finalists = {s: results[s] for s in alive[: plan.counts[-1]]}
     winner = max(finalists, key=lambda s: (headline(finalists[s].metrics),
                                            -(last[s].get("val_loss") or 0.0), -s))
-    winner_dir = out / RUNS_FOLDER / f"seed-{winner}"
-    copy_run(winner_dir, out)
-    histories = {int(d.name.split("-", 1)[1]): _history(d)
-                 for d in sorted((out / RUNS_FOLDER).glob("seed-*"))
-                 if (d / METRICS_FILE).is_file() and int(d.name.split("-", 1)[1]) in
-                 {r["seed"] for r in stages[0]["runs"]}}
+    copy_run(_run_dir(out, winner), out)
+    histories = {r["seed"]: _history(_run_dir(out, r["seed"])) for r in stages[0]["runs"]}
     plot_restarts(histories, winner, plan.ends[:-1], out / PLOT_FILE)
     report = {"plan": {"counts": list(plan.counts), "ends": list(plan.ends)},
               "stages": stages, "winner": winner,

@@ -100,7 +100,7 @@ def self_train(
     if existing.exists() and not config.overwrite:
         raise ModelFileError(f"{existing}: already exists; pass --overwrite to replace it")
     reader = Trainer(data_dir, out, config, log, show_progress)
-    train, val = split or split_samples(reader._read().samples, config.val_split, config.seed)
+    train, val = split or split_samples(reader.read_folder().samples, config.val_split, config.seed)
     if not val:
         raise ValueError(f"{data_dir}: too few images to hold out validation images")
     images, unreadable = unlabelled_images(unlabelled_dir)

@@ -290,7 +290,8 @@ class Trainer:
         self.device = self.distributed.device(resolve_device(config.device))
 
     # -- set-up ---------------------------------------------------------------------------
-    def _read(self) -> LabelledFolder:
+    def read_folder(self) -> LabelledFolder:
+        """The labelled folder, its bad files refused (or skipped and counted with --skip-bad)."""
         folder = read_labelled_folder(self.data_dir, self.config.alphabet,
                                       self.config.case_insensitive)
         folder.raise_if_bad(self.config.skip_bad)
@@ -299,7 +300,8 @@ class Trainer:
             self.log(f"skipped {len(folder.bad)} bad file(s) of {total}")
         return folder
 
-    def _planned_steps(self, train_count: int) -> tuple[int, int]:
+    def planned_steps(self, train_count: int) -> tuple[int, int]:
+        """``(epochs, optimiser steps)`` of the schedule for ``train_count`` training images."""
         steps_per_epoch = max(1, -(-train_count // self.config.batch_size))
         epochs = self.config.epochs or int(np.clip(round(TARGET_STEPS / steps_per_epoch), 15, 300))
         return epochs, epochs * steps_per_epoch
@@ -441,7 +443,7 @@ class Trainer:
         if self.data_dir is None:
             raise ValueError("nothing to train on: give a folder of labelled images or a "
                              "synthetic scheme (--scheme)")
-        return prepare_data(self._read(), config, self.reporter, preprocessing,
+        return prepare_data(self.read_folder(), config, self.reporter, preprocessing,
                             family.needs_centres, self.split)
 
     def _train(self, data: PreparedData, family: type[Family], resumed: ModelFile | None,
@@ -466,7 +468,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(parameter_groups(model, config.backbone_lr),
                                       lr=config.learning_rate, weight_decay=config.weight_decay)
         augmentation = Augmentation() if config.augment else None
-        epochs, total_steps = self._planned_steps(len(data.train))
+        epochs, total_steps = self.planned_steps(len(data.train))
         validate_every = max(1, -(-VALIDATE_EVERY_IMAGES // max(1, len(data.train))))
         budget = config.max_minutes * 60 if config.max_minutes else None
 
