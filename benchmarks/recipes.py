@@ -127,7 +127,7 @@ def self_training(data: Path, out: Path, epochs: int | None = None,
             "validation_images": len(val), "sequence_accuracy": best["sequence_accuracy"],
             "char_accuracy": best["char_accuracy"], "train_minutes": round(minutes, 2),
             "rounds": rounds, "best_round": trained.best_round,
-            "stopped_on_drop": trained.report["stopped_on_drop"]}
+            "dropped": trained.report["dropped"]}
 
 
 def main() -> None:

@@ -67,6 +67,7 @@ def test_self_training_writes_each_round_and_keeps_the_best(tmp_path, capsys):
     assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["pseudo_labelled"] == 0
     assert 0 <= rounds[1]["pseudo_labelled"] <= 60
     best = report["best_round"]
+    assert report["dropped"] == (rounds[1]["val_accuracy"] < rounds[0]["val_accuracy"])
     assert best == max((0, 1), key=lambda r: (rounds[r]["val_accuracy"], -r))
     assert (out / "model.safetensors").read_bytes() == (
         out / f"round-{best}" / "model.safetensors").read_bytes()

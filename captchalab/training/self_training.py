@@ -128,10 +128,9 @@ def self_train(
             + ("" if go_on else f", below round {best}'s: stopping"))
         if not go_on:
             break
-    _, best = next_round([h["val_accuracy"] for h in history])
     copy_run(out / f"round-{best}", out)
     report = {"threshold": threshold, "rounds_asked": rounds, "unlabelled": len(images),
               "unreadable": unreadable, "rounds": history, "best_round": best,
-              "stopped_on_drop": len(history) < rounds + 1}
+              "dropped": not go_on}
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     return SelfTrainingResult(replace(results[best], model_path=out / MODEL_FILE), best, report)
