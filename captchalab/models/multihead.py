@@ -1,9 +1,10 @@
 """Fixed-length classifiers: one softmax per character position (seeds 001 and 004).
 
-``multihead`` pools the feature map globally, as an image classifier does; it first widens
-its view with strided convolutions until each pooled feature can see the whole captcha.
-``multihead-spatial`` keeps the map's layout instead, so a feature knows *where* it fired;
-seed 001 found that variant learns much faster.
+Both variants share one body: the backbone, then strided convolutions that halve the map's
+width so that each feature sees further along the text. ``multihead`` goes on until two
+columns are left and pools them globally, as an image classifier does. ``multihead-spatial``
+stops while a column per character is left and flattens the map instead, so a feature knows
+*where* it fired; seed 001 found that variant learns much faster.
 """
 
 from __future__ import annotations
@@ -12,14 +13,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone, conv_bn_relu, strided_block
+from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone, strided_block
 from captchalab.models.family import ClassifierHead, PositionalFamily
 from captchalab.models.registry import register
 
 
+def context_stages(channels: int, rows: int, columns: int,
+                   min_columns: int) -> tuple[nn.Sequential, tuple[int, int, int]]:
+    """Strided convolutions that halve a ``(channels, rows, columns)`` map's width (and its
+    height, down to one row) while the halved map keeps ``min_columns`` columns or more.
+
+    Returns the stages and the ``(channels, rows, columns)`` of the map they give.
+    """
+    stages, in_channels, out_channels = [], channels, 2 * channels
+    while -(-columns // 2) >= min_columns:
+        stride = (2 if rows > 1 else 1, 2)
+        stages.append(strided_block(in_channels, out_channels, stride))
+        in_channels = out_channels
+        rows, columns = -(-rows // stride[0]), -(-columns // 2)
+    return nn.Sequential(*stages), (in_channels, rows, columns)
+
+
 @register("multihead")
 class MultiHead(PositionalFamily):
-    """Backbone -> wider context -> global average + max pooling -> ``length`` softmaxes."""
+    """Backbone -> context down to two columns -> global average + max pooling ->
+    ``length`` softmaxes."""
 
     def __init__(self, num_classes: int, height: int, width: int, length: int,
                  hidden: int = 256, dropout: float = 0.3,
@@ -27,15 +45,19 @@ class MultiHead(PositionalFamily):
         super().__init__()
         self.length, self.num_classes = length, num_classes
         self.backbone = Backbone(tuple(widths))
-        channels, rows, columns = self.backbone.output_shape(height, width)
-        stages, context_channels = [], channels
-        while columns > 2:  # halve the width until one feature sees the whole captcha
-            stride = (2 if rows > 1 else 1, 2)
-            stages.append(strided_block(context_channels, 2 * channels, stride))
-            context_channels = 2 * channels
-            rows, columns = -(-rows // stride[0]), -(-columns // 2)
-        self.context = nn.Sequential(*stages)
-        self.head = ClassifierHead(2 * context_channels, length * num_classes, hidden, dropout)
+        self.context, (channels, rows, columns) = context_stages(
+            *self.backbone.output_shape(height, width), self.columns_kept(length))
+        self.head = ClassifierHead(self.feature_count(channels, rows, columns),
+                                   length * num_classes, hidden, dropout)
+
+    @staticmethod
+    def columns_kept(length: int) -> int:
+        """The fewest columns the context stages leave: two, then global pooling."""
+        return 2
+
+    @staticmethod
+    def feature_count(channels: int, rows: int, columns: int) -> int:
+        return 2 * channels  # average and maximum of each channel
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         maps = self.context(self.backbone(images))
@@ -48,17 +70,16 @@ class MultiHead(PositionalFamily):
 
 @register("multihead-spatial")
 class SpatialMultiHead(MultiHead):
-    """Backbone -> 1x1 channel squeeze -> the whole map flattened (layout kept) -> softmaxes."""
+    """Backbone -> context while a column per character is left -> the whole map flattened
+    (layout kept) -> ``length`` softmaxes."""
 
-    def __init__(self, num_classes: int, height: int, width: int, length: int,
-                 hidden: int = 256, dropout: float = 0.3, squeeze: int = 32,
-                 widths: tuple[int, int, int, int] = DEFAULT_WIDTHS) -> None:
-        nn.Module.__init__(self)
-        self.length, self.num_classes = length, num_classes
-        self.backbone = Backbone(tuple(widths))
-        _, rows, columns = self.backbone.output_shape(height, width)
-        self.context = conv_bn_relu(self.backbone.out_channels, squeeze, kernel=1)
-        self.head = ClassifierHead(squeeze * rows * columns, length * num_classes, hidden, dropout)
+    @staticmethod
+    def columns_kept(length: int) -> int:
+        return length
+
+    @staticmethod
+    def feature_count(channels: int, rows: int, columns: int) -> int:
+        return channels * rows * columns
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.context(self.backbone(images)).flatten(1)
