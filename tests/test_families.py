@@ -118,6 +118,19 @@ def test_slice_boundaries_become_fractions_of_the_width():
     assert model(torch.zeros(2, 1, 32, 124)).shape == (2, 6, 7)
 
 
+@pytest.mark.parametrize("width, length", [(128, 5), (200, 5), (124, 6), (256, 8), (64, 4)])
+def test_multihead_bodies_pool_two_columns_or_keep_one_per_character(width, length):
+    images = torch.zeros(2, 1, 32, width)
+    pooled = build("multihead", num_classes=7, height=32, width=width, length=length)
+    spatial = build("multihead-spatial", num_classes=7, height=32, width=width, length=length)
+    assert pooled.context(pooled.backbone(images)).shape[-2:] == (1, 2)
+    columns = spatial.context(spatial.backbone(images)).shape[-1]
+    assert length <= columns < 2 * length  # one more halving would leave too few
+    for model in (pooled, spatial):
+        assert model(images).shape == (2, length, 7)
+    assert spatial.head[1].in_features == spatial.features(images).shape[1]
+
+
 def test_heatmap_without_centres_says_how_to_get_them(rings_train, tmp_path):
     folder = tmp_path / "plain"
     shutil.copytree(rings_train, folder, ignore=shutil.ignore_patterns("*.jsonl"))
