@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test lint clean bench-families bench-few-labels bench-audit bench-deploy
+.PHONY: install demo test lint clean bench-families bench-multihead-long bench-few-labels bench-audit bench-deploy
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench-families: install  # every family on captcha_v2 and on rings (BENCHMARKS.m
 		--slices 54,110,170,215,262 --quiet --overwrite
 
 V2 := ../shared/datasets/captcha_v2/images
+
+bench-multihead-long: install  # both multihead variants with twice the default schedule; ~28 min
+	$(BIN)/captchalab compare $(V2) --models multihead,multihead-spatial \
+		--out runs/compare_v2_15min --epochs 222 --max-minutes 15 --quiet --overwrite
 
 bench-few-labels: install  # captcha_v2 with 100 labels, from scratch and pretrained; ~35 min
 	$(BIN)/captchalab audit $(V2) --sizes 100 --seeds 3 --max-minutes 6 --quiet --overwrite \
