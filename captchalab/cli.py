@@ -73,7 +73,8 @@ def _names(text: str) -> list[str]:
 def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
     """Options shared by ``train`` and ``compare``."""
     p.add_argument("--epochs", type=POSITIVE_INT,
-                   help="epochs (default: about 3000 optimiser steps' worth)")
+                   help="epochs (default: about 3000 optimiser steps' worth, twice that for "
+                        "the multihead families)")
     p.add_argument("--max-minutes", type=POSITIVE,
                    help="time budget; the learning-rate schedule is fitted into it")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=defaults.batch_size)

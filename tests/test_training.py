@@ -28,6 +28,22 @@ def test_time_budget_stops_training_early(rings_train, tmp_path):
     assert last["lr"] < 3e-3 / 100  # the schedule annealed within the budget
 
 
+def test_default_schedule_follows_the_family_and_epochs_override_it(tmp_path):
+    from captchalab.training.config import TARGET_STEPS
+    from captchalab.training.trainer import Trainer
+
+    def plan(model: str, epochs: int | None = None) -> tuple[int, int]:
+        config = TrainConfig(model=model, epochs=epochs, batch_size=32)
+        return Trainer(None, tmp_path, config, show_progress=False).planned_steps(842)
+
+    epochs, steps = plan("crnn")
+    assert (epochs, steps) == (111, 111 * 27)  # 842 images: 27 steps an epoch
+    assert abs(steps - TARGET_STEPS) <= 27
+    assert plan("multihead") == (222, 222 * 27)  # the slower learners ask for twice the steps
+    assert plan("multihead-spatial") == plan("multihead")
+    assert plan("multihead", epochs=5) == plan("crnn", epochs=5) == (5, 135)
+
+
 def test_augmentation_keeps_shape_and_changes_images():
     images = torch.zeros(8, 1, 32, 96)
     images[:, :, 10:20, 30:60] = 1.0

@@ -44,6 +44,9 @@ class Family(nn.Module):
     family: str = ""
     decoder: str = "ctc"
     needs_centres: bool = False
+    # the default schedule's length, in multiples of TARGET_STEPS (when --epochs is not
+    # given): a family that learns more slowly asks for more steps
+    schedule_scale: float = 1.0
     # layers whose output rows are laid out per class (repeated per position where the
     # family reads positions): fine-tuning on another alphabet remaps these rows by symbol
     class_outputs: tuple[str, ...] = ()

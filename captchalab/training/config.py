@@ -19,7 +19,7 @@ class TrainConfig:
     """Everything that shapes a training run; the defaults are the recipe for any scheme."""
 
     model: str = "crnn"
-    epochs: int | None = None  # None: about TARGET_STEPS optimiser steps, 15..300 epochs
+    epochs: int | None = None  # None: TARGET_STEPS x the family's schedule_scale, 15..300 epochs
     max_minutes: float | None = None
     batch_size: int = 32
     learning_rate: float = 3e-3

@@ -301,9 +301,11 @@ class Trainer:
         return folder
 
     def planned_steps(self, train_count: int) -> tuple[int, int]:
-        """``(epochs, optimiser steps)`` of the schedule for ``train_count`` training images."""
+        """``(epochs, optimiser steps)`` of the schedule for ``train_count`` training images:
+        ``--epochs``, or about the family's share of TARGET_STEPS (15 to 300 epochs)."""
         steps_per_epoch = max(1, -(-train_count // self.config.batch_size))
-        epochs = self.config.epochs or int(np.clip(round(TARGET_STEPS / steps_per_epoch), 15, 300))
+        target = TARGET_STEPS * family_class(self.config.model).schedule_scale
+        epochs = self.config.epochs or int(np.clip(round(target / steps_per_epoch), 15, 300))
         return epochs, epochs * steps_per_epoch
 
     def _decoding(self, data: PreparedData) -> DecodingSettings:
