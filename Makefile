@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test lint clean bench-families bench-multihead-long bench-few-labels bench-audit bench-deploy
+.PHONY: install demo test lint clean bench-families bench-few-labels bench-audit bench-deploy
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,19 +20,14 @@ demo: install
 	$(BIN)/captchalab train $(DEMO)/train --out $(DEMO)/model --max-minutes 8 --overwrite
 	$(BIN)/captchalab evaluate $(DEMO)/model/model.safetensors $(DEMO)/test
 
-bench-families: install  # every family on captcha_v2 and on rings (BENCHMARKS.md); about 50 min
-	$(BIN)/captchalab compare ../shared/datasets/captcha_v2/images --out runs/compare_v2 \
-		--max-minutes 6 --quiet --overwrite
+V2 := ../shared/datasets/captcha_v2/images
+
+bench-families: install  # every family on captcha_v2 and on rings (BENCHMARKS.md); about 90 min
+	$(BIN)/captchalab compare $(V2) --out runs/compare_v2 --max-minutes 15 --quiet --overwrite
 	$(BIN)/captchalab generate rings --count 3000 --out runs/rings3000 --seed 21 --quiet
 	$(BIN)/captchalab compare runs/rings3000 --out runs/compare_rings --val-split 0.3334 \
 		--epochs 15 --models slice,crnn,heatmap,multihead-spatial \
 		--slices 54,110,170,215,262 --quiet --overwrite
-
-V2 := ../shared/datasets/captcha_v2/images
-
-bench-multihead-long: install  # both multihead variants with twice the default schedule; ~28 min
-	$(BIN)/captchalab compare $(V2) --models multihead,multihead-spatial \
-		--out runs/compare_v2_15min --epochs 222 --max-minutes 15 --quiet --overwrite
 
 bench-few-labels: install  # captcha_v2 with 100 labels, from scratch and pretrained; ~35 min
 	$(BIN)/captchalab audit $(V2) --sizes 100 --seeds 3 --max-minutes 6 --quiet --overwrite \

@@ -43,6 +43,8 @@ class Entry:
     file_bytes: int | None = None
     images_per_second: float | None = None
     epochs: int | None = None
+    best_epoch: int | None = None  # the epoch the model file keeps (best on validation)
+    last_accuracy: float | None = None  # the final epoch's, as logged during training
     model_path: str | None = None
     note: str = ""
     error: str | None = None
@@ -114,7 +116,9 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = C
         entry.char_accuracy = result.metrics.get(
             "char_accuracy", result.metrics.get("per_label_accuracy"))
         entry.train_minutes = round(result.minutes, 2)
-        entry.epochs = result.epochs
+        entry.epochs, entry.best_epoch = result.epochs, result.best_epoch
+        if result.history:
+            entry.last_accuracy = result.history[-1].get("val_accuracy")
         entry.parameters = sum(p.numel() for p in recognizer.backend.model.parameters())
         entry.file_bytes = os.path.getsize(result.model_path)
         entry.model_path = str(result.model_path)
@@ -149,17 +153,20 @@ def comparison_table(entries: Sequence[Entry], setting: dict) -> str:
         f"# captchalab compare: {setting['data']}", "",
         f"Same split (validation {setting['val_split']:.0%}, seed {setting['seed']}), "
         f"{budget}; {setting['machine']}; {setting['date']}.", "",
-        "| model | accuracy | char/label accuracy | train min | epochs | parameters | "
-        "file MB | CPU images/s | notes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Accuracy is the best epoch's (the model file keeps that epoch, chosen on these "
+        "validation images); the last epoch's accuracy shows how much that choice adds.", "",
+        "| model | accuracy | char/label accuracy | best epoch | last epoch's accuracy | "
+        "train min | epochs | parameters | file MB | CPU images/s | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         if e.error:
-            lines.append(f"| {e.model} | failed |  |  |  |  |  |  | {e.error} |")
+            lines.append(f"| {e.model} | failed |  |  |  |  |  |  |  |  | {e.error} |")
             continue
         kind = "" if e.accuracy_kind == "sequence" else f" ({e.accuracy_kind})"
         lines.append(
             f"| {e.model} | {_percent(e.accuracy)}{kind} | {_percent(e.char_accuracy)} | "
+            f"{e.best_epoch or ''} | {_percent(e.last_accuracy)} | "
             f"{e.train_minutes:.1f} | {e.epochs} | {e.parameters / 1e6:.2f}M | "
             f"{(e.file_bytes or 0) / 1e6:.2f} | {e.images_per_second:.0f} | {e.note} |")
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,11 +63,16 @@ VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not
 
 @dataclass
 class TrainResult:
+    """A finished run: the model file (its best epoch) with that epoch's final validation
+    metrics, and every validation record of the run (``metrics.jsonl``)."""
+
     model_path: Path
     metrics: dict
     epochs: int
     minutes: float
     skipped: int
+    best_epoch: int | None = None
+    history: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -601,7 +606,8 @@ class Trainer:
             {"model": str(model_path), "best_epoch": epoch, "epochs_run": len(history),
              "minutes": round(minutes, 2), **{f"val_{k}": v for k, v in metrics.items()}},
             indent=2) + "\n")
-        return TrainResult(model_path, metrics, len(history), minutes, len(data.folder.bad))
+        return TrainResult(model_path, metrics, len(history), minutes, len(data.folder.bad),
+                           epoch, history)
 
 
 def copy_run(run_dir: Path, out_dir: Path) -> Path:
