@@ -68,7 +68,7 @@ class TrainResult:
 
     model_path: Path
     metrics: dict
-    epochs: int
+    epochs: int  # epochs run
     minutes: float
     skipped: int
     best_epoch: int | None = None
@@ -602,11 +602,12 @@ class Trainer:
         save_model_file(model_path, best.tensors,
                         self._metadata(data, model, metrics, epoch, minutes, decoding))
         plot_curves(history, self.out_dir / CURVES_FILE)
+        epochs_run = history[-1]["epoch"] if history else 0  # small sets skip validations
         atomic_write_text(self.out_dir / SUMMARY_FILE, json.dumps(
-            {"model": str(model_path), "best_epoch": epoch, "epochs_run": len(history),
+            {"model": str(model_path), "best_epoch": epoch, "epochs_run": epochs_run,
              "minutes": round(minutes, 2), **{f"val_{k}": v for k, v in metrics.items()}},
             indent=2) + "\n")
-        return TrainResult(model_path, metrics, len(history), minutes, len(data.folder.bad),
+        return TrainResult(model_path, metrics, epochs_run, minutes, len(data.folder.bad),
                            epoch, history)
 
 
