@@ -72,9 +72,11 @@ def _names(text: str) -> list[str]:
 
 def _add_training_options(p: argparse.ArgumentParser, defaults) -> None:
     """Options shared by ``train`` and ``compare``."""
+    from captchalab.training.config import TARGET_STEPS
+
     p.add_argument("--epochs", type=POSITIVE_INT,
-                   help="epochs (default: about 3000 optimiser steps' worth, twice that for "
-                        "the multihead families)")
+                   help=f"epochs (default: about {TARGET_STEPS} optimiser steps' worth, twice "
+                        "that for the multihead families)")
     p.add_argument("--max-minutes", type=POSITIVE,
                    help="time budget; the learning-rate schedule is fitted into it")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=defaults.batch_size)
@@ -176,8 +178,9 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "compare", help="train several model families on the same split and compare them",
         description="Train each family in --models on DATA with the same split and budget, "
-        "then write OUT/compare.md, compare.json and compare.png: accuracy, character "
-        "accuracy, training time, parameters, file size and CPU images/s. Each model is kept "
+        "then write OUT/compare.md, compare.json and compare.png: accuracy (the best "
+        "epoch's, beside the last epoch's), character accuracy, training time, parameters, "
+        "file size and CPU images/s. Each model is kept "
         "in OUT/<family>/. A heatmap on a folder without centres trains on centres derived "
         "from the crnn's alignment.")
     p.add_argument("data", type=Path, help="folder of labelled images")
