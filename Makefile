@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test lint clean bench-families bench-few-labels bench-audit bench-deploy
+.PHONY: install demo test test-fast lint clean bench-families bench-few-labels bench-audit bench-deploy
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-deploy: install $(DDDDOCR)  # runtimes side by side, then the service unde
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install  # units and contract tests, no training runs, servers or browsers
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from captchalab.data import read_labelled_folder, split_samples
-from captchalab.evaluation.compare import measure_speed
+from captchalab.experiments.compare import measure_speed
 from captchalab.runtime import Recognizer
 
 

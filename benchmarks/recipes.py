@@ -98,9 +98,9 @@ def self_training(data: Path, out: Path, epochs: int | None = None,
         (pool / name).symlink_to(sample.path.resolve())
         truths[name] = sample.label
     started = time.perf_counter()
-    trained = self_train(data, pool, out, TrainConfig(overwrite=True, epochs=epochs,
-                                                       max_minutes=budget_minutes),
-                         rounds=SELF_TRAINING_ROUNDS, show_progress=False,
+    config = TrainConfig(overwrite=True, epochs=epochs, max_minutes=budget_minutes,
+                         unlabelled=str(pool), self_training_rounds=SELF_TRAINING_ROUNDS)
+    trained = self_train(data, out, config, show_progress=False,
                          log=lambda line: print(line, file=sys.stderr), split=(labelled, val))
     minutes = (time.perf_counter() - started) / 60
     rounds = []

@@ -27,7 +27,7 @@ import numpy as np
 from captchalab import Recognizer
 from captchalab.data import read_labelled_folder, split_samples
 from captchalab.export import export_onnx
-from captchalab.runtime.artifact import METADATA_KEY
+from captchalab.runtime.model_file import METADATA_KEY
 
 DDDDOCR_SCRIPT = """
 import json, sys, time
@@ -90,7 +90,7 @@ def percentiles(times: list[float]) -> dict:
 
 def measure(recognizer: Recognizer, data: list[bytes], labels: list[str], val: set[int],
             single: int) -> dict:
-    pixels = np.stack([recognizer.preprocessing.load(d) for d in data])
+    pixels = np.stack([recognizer.prepare(d) for d in data])
     for i in range(20):
         recognizer.predict(data[i])
     end_to_end, network = [], []
@@ -99,7 +99,7 @@ def measure(recognizer: Recognizer, data: list[bytes], labels: list[str], val: s
         recognizer.predict(data[i])
         end_to_end.append(time.perf_counter() - t)
         t = time.perf_counter()
-        recognizer.predict_pixels(pixels[i : i + 1])
+        recognizer.read(pixels[i : i + 1])
         network.append(time.perf_counter() - t)
     batched, whole, network_only = [], [], []
     for _ in range(3):
@@ -109,7 +109,7 @@ def measure(recognizer: Recognizer, data: list[bytes], labels: list[str], val: s
         network_only.append(time.perf_counter() - t)
         t = time.perf_counter()
         texts = [p.text for start in range(0, len(data), 64)
-                 for p in recognizer.predict_pixels(pixels[start : start + 64])]
+                 for p in recognizer.read(pixels[start : start + 64])]
         batched.append(time.perf_counter() - t)
         t = time.perf_counter()
         recognizer.predict(data, batch_size=64)
@@ -139,10 +139,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     reference = Recognizer.load(args.model)
-    meta = reference.metadata
     folder = read_labelled_folder(args.data)
     samples = folder.samples[: args.images]
-    recipe = meta["training"]["config"]  # the model's own split: its validation images
+    recipe = reference.card.training.config  # the model's own split: its validation images
     _, val_split = split_samples(folder.samples, recipe["val_split"], recipe["seed"])
     val_names = {s.path.name for s in val_split}
     val = {i for i, s in enumerate(samples) if s.path.name in val_names}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from captchalab import Recognizer
 from captchalab.data import read_labelled_folder, split_samples
-from captchalab.evaluation import text_metrics
+from captchalab.runtime.metrics import text_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATASETS = ("captcha_v2", "swust_2019b", "swust_2020", "sysu")

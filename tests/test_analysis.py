@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from torch import nn
 
-from captchalab.analysis import measure_receptive_field, theoretical_receptive_field
 from captchalab.analysis.errors import MISSING, character_confusions
+from captchalab.analysis.receptive_field import (
+    measure_receptive_field,
+    theoretical_receptive_field,
+)
 from captchalab.analysis.saliency import saliency
 from captchalab.cli import main
-from captchalab.evaluation.metrics import align, edit_distance
 from captchalab.models.backbone import Backbone
+from captchalab.runtime.metrics import align, edit_distance
 
 
 def _stack(*layers: nn.Module) -> nn.Sequential:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from captchalab.evaluation.audit import (
+from captchalab.experiments.audit import (
     audit,
     confusion_pairs,
     labels_needed,
@@ -17,7 +17,7 @@ from captchalab.training import TrainConfig
 
 def test_sizes_are_sorted_capped_and_checked():
     assert parse_sizes("400,25,all,50", 300) == [25, 50, 300]
-    with pytest.raises(ValueError, match="--sizes takes positive numbers"):
+    with pytest.raises(ValueError, match="`sizes` takes positive numbers"):
         parse_sizes("25,lots", 300)
 
 
@@ -40,6 +40,7 @@ def test_confusions_count_substituted_characters():
     assert pairs == {("1", "7"): 2, ("a", "c"): 1}
 
 
+@pytest.mark.slow
 def test_a_tiny_audit_writes_its_three_reports(tmp_path):
     from captchalab.generators import generate
 
@@ -54,3 +55,31 @@ def test_a_tiny_audit_writes_its_three_reports(tmp_path):
     assert saved["setting"]["val_count"] == 14 and len(saved["runs"]) == 5
     assert all(0.0 <= run["accuracy"] <= 1.0 for run in saved["runs"])
     assert report.verdict in (tmp_path / "audit" / "audit.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_starved_audit_gives_no_verdict_but_the_budget_it_needs(tmp_path, capsys):
+    """A few seconds for four runs: each stops long before half its schedule, so the audit
+    must not say the scheme resists (0% read), and says what budget it would need."""
+    from captchalab.cli import main
+    from captchalab.generators import generate
+
+    data = generate("rings", 70, tmp_path / "data", seed=4)
+    out = tmp_path / "audit"
+    assert main(["audit", str(data), "--out", str(out), "--sizes", "25,50", "--seeds", "2",
+                 "--max-minutes", "0.05", "--quiet"]) == 0
+    saved = json.loads((out / "audit.json").read_text())
+    assert len(saved["runs"]) == 4
+    assert all(run["starved"] and run["schedule_share"] < 0.5 for run in saved["runs"])
+    assert saved["starved_runs"] == 4 and saved["minutes_needed"] > 0.05
+    assert saved["verdict"].startswith("No verdict: the budget was too small")
+    assert "attacker solves" not in saved["verdict"]
+    markdown = (out / "audit.md").read_text()
+    assert saved["verdict"] in markdown and "(starved)" in markdown
+    assert f"about {saved['minutes_needed']:.0f} minutes" in capsys.readouterr().out
+
+
+def test_a_verdict_needs_runs_that_ran_their_schedule():
+    curve = [{"size": 25, "mean": 0.0}, {"size": 50, "mean": 0.0}]
+    assert verdict(curve, {"90%": None}, starved=2, minutes_needed=9).startswith("No verdict")
+    assert verdict(curve, {"90%": None}).startswith("With 50 labelled captchas")

@@ -9,6 +9,7 @@ from PIL import Image
 from captchalab.cli import main
 
 
+@pytest.mark.slow
 def test_evaluate_json_has_the_promised_keys(trained_model, rings_test, tmp_path, capsys):
     assert main(["evaluate", str(trained_model), str(rings_test), "--json",
                  "--report", str(tmp_path / "report")]) == 0
@@ -22,6 +23,7 @@ def test_evaluate_json_has_the_promised_keys(trained_model, rings_test, tmp_path
     assert (tmp_path / "report" / "errors.png").is_file()
 
 
+@pytest.mark.slow
 def test_predict_reports_bad_files_and_reads_the_rest(trained_model, rings_test, tmp_path,
                                                       capsys):
     folder = tmp_path / "mixed"
@@ -41,6 +43,7 @@ def test_predict_reports_bad_files_and_reads_the_rest(trained_model, rings_test,
     assert "broken.png" in captured.err and "missing.png" in captured.err
 
 
+@pytest.mark.slow
 def test_predict_json_lines_and_stdin(trained_model, rings_test, capsys, monkeypatch):
     import io
 
@@ -123,5 +126,79 @@ def test_invalid_arguments_are_named_before_any_work(argv, named, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert f"argument {named}: expected" in last
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # the one line that matters, not the usage block
+    assert f"argument {named}: expected" in err[0] and "--help'" in err[0]
+
+
+def _every_parser():
+    """The root parser and every command's, analyses included."""
+    import argparse
+
+    from captchalab.cli import parser
+
+    pending, found = [parser()], []
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+    return found
+
+
+def test_every_option_explains_itself_and_no_help_shows_a_literal_percent():
+    import argparse
+
+    for command in _every_parser():
+        text = command.format_help()
+        assert "%%" not in text and "%(" not in text, command.prog
+        assert command.description or command.prog == "captchalab", command.prog
+        for action in command._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"{command.prog} {action.option_strings or action.dest}"
+
+
+def test_compare_says_its_budget_is_per_family(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "each family's training" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.slow
+def test_predict_into_a_closed_pipe_is_quiet(trained_model, rings_test):
+    """``captchalab predict M folder/ | head -1``: no Broken pipe error, exit 0 or 141."""
+    import subprocess
+    import sys
+
+    folders = " ".join([str(rings_test)] * 4)  # output in several writes, after head left
+    command = (f"{sys.executable} -m captchalab predict {trained_model} {folders} "
+               "| head -n 1; echo \"status ${PIPESTATUS[0]}\"")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                            timeout=300)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].count("\t") == 2
+    assert lines[1] in ("status 0", "status 141")
+    assert "Broken pipe" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_names_symbols_the_model_cannot_read(trained_model, rings_test, tmp_path,
+                                                      capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    images = sorted(rings_test.glob("*.png"))
+    for path in images[:6]:
+        shutil.copy(path, folder / path.name)
+    for i, path in enumerate(images[6:10]):  # four labels with symbols outside 234568
+        shutil.copy(path, folder / f"{'x' + path.stem.split('_')[0][1:]}_{i}.png")
+    assert main(["evaluate", str(trained_model), str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "cannot produce: 'x'" in captured.err
+    assert "on the 6 images whose labels it can read" in captured.err
+    assert main(["evaluate", str(trained_model), str(folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unknown_symbols"] == "x" and report["count"] == 10
+    assert report["readable"]["count"] == 6
+    assert report["readable"]["sequence_accuracy"] >= report["sequence_accuracy"]

@@ -4,9 +4,12 @@ import csv
 import json
 import shutil
 
+import pytest
+
 from captchalab.cli import main
 
 
+@pytest.mark.slow
 def test_compare_trains_each_family_and_derives_centres_for_the_heatmap(rings_train, tmp_path,
                                                                          capsys):
     folder = tmp_path / "plain"  # string labels only: no annotations file

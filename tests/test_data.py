@@ -74,7 +74,7 @@ def test_bad_files_named_in_one_message_and_skippable(tmp_path):
         folder.raise_if_bad()
     message = str(raised.value)
     assert "\n" not in message
-    for name in ("empty.png", "broken.jpg", "bad!.png", "--skip-bad"):
+    for name in ("empty.png", "broken.jpg", "bad!.png", "`skip_bad`"):
         assert name in message
     folder.raise_if_bad(skip_bad=True)  # no error when skipping
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from captchalab.evaluation.metrics import is_right, set_metrics
 from captchalab.runtime.decoded import DecodingSettings
-from captchalab.runtime.decoders import get_decoder
+from captchalab.runtime.decoders import SETS, STRINGS, get_decoder
 from captchalab.runtime.heatmap import decode_heatmap, local_maxima
+from captchalab.runtime.metrics import set_metrics
 
 
 def _spot(maps, symbol, row, column, height):
@@ -76,4 +76,15 @@ def test_set_metrics_ignore_order_and_count():
     metrics = set_metrics(["abca", "bcd"], ["cab", "bc"], alphabet="abcd")
     assert metrics["exact_set_accuracy"] == 0.5
     assert metrics["per_label_accuracy"] == pytest.approx(1 - 1 / 8)
-    assert is_right("abca", "cab", ordered=False) and not is_right("abca", "cab", ordered=True)
+    assert SETS.is_right("abca", "cab") and not STRINGS.is_right("abca", "cab")
+
+
+def test_each_reading_kind_ranks_describes_and_shows_its_own_metrics():
+    strings = STRINGS.metrics(["ab", "Cd"], ["ab", "cd"], "abcdC")
+    assert STRINGS.headline(strings) == 0.5 and strings["sequence_accuracy_case_folded"] == 1.0
+    assert STRINGS.describe(strings).startswith("50.00% of captchas")
+    sets = SETS.metrics(["ab", "cd"], ["ba", "c"], "abcd")
+    assert SETS.headline(sets) == 0.5 and "exact character sets" in SETS.describe(sets)
+    assert STRINGS.as_dict("ab", 0.9, (0.95, 0.95))["text"] == "ab"
+    assert SETS.as_dict("ab", 0.9, (0.95, 0.92)) == {
+        "characters": {"a": 0.95, "b": 0.92}, "confidence": 0.9, "order": "unknown"}

@@ -40,15 +40,14 @@ def test_ranks_come_from_torchruns_environment(monkeypatch):
         Distributed.from_environment()
 
 
-def test_two_processes_train_one_model_written_by_rank_0(tmp_path):
-    data = generate("rings", 240, tmp_path / "data", seed=41)
-    out = tmp_path / "out"
+def _torchrun(data, out, *options: str) -> tuple[int, str, str]:
+    """``torchrun --nproc_per_node=2 -m captchalab train DATA --out OUT OPTIONS``."""
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
          "--standalone", "-m", "captchalab", "train", str(data), "--out", str(out),
-         "--epochs", "6", "--quiet"],
+         *options, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
         start_new_session=True)
     try:
@@ -57,7 +56,15 @@ def test_two_processes_train_one_model_written_by_rank_0(tmp_path):
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait()
-    assert launcher.returncode == 0, stderr[-2000:]
+    return launcher.returncode, stdout, stderr
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model_written_by_rank_0(tmp_path):
+    data = generate("rings", 240, tmp_path / "data", seed=41)
+    out = tmp_path / "out"
+    code, stdout, stderr = _torchrun(data, out, "--epochs", "6")
+    assert code == 0, stderr[-2000:]
     assert "2 processes" in stderr
     assert stdout.count("validation:") == 1  # rank 0 reports, rank 1 stays quiet
     assert sorted(p.name for p in out.iterdir()) == [
@@ -68,6 +75,25 @@ def test_two_processes_train_one_model_written_by_rank_0(tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert len(Recognizer.load(out / "model.safetensors").predict(
         sorted(data.glob("*.png"))[0]).text) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ending", ["budget", "budget", "budget", "schedule", "schedule"])
+def test_every_rank_ends_together_and_rank_0_writes_a_whole_model(ending, tmp_path):
+    """The ranks once ended apart: a rank that left first tore down the process group while
+    rank 0 still validated and wrote, aborted, and the launcher then killed rank 0. Runs
+    ended by their time budget mid-schedule and runs that finish their schedule must both
+    end cleanly, each with a complete model file."""
+    data = generate("rings", 160, tmp_path / "data", seed=43)
+    out = tmp_path / "out"
+    options = ["--max-minutes", "0.15"] if ending == "budget" else ["--epochs", "3"]
+    code, stdout, stderr = _torchrun(data, out, *options)
+    assert code == 0, stderr[-2000:]
+    assert "terminate called" not in stderr and "SIGABRT" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schedule"]["ended"] == ending
+    assert Recognizer.load(out / "model.safetensors").card.training.ended == ending
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_series_of_trainings_refuse_torchrun(rings_train, tmp_path, monkeypatch, capsys):

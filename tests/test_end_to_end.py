@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from captchalab import Recognizer
 from captchalab.cli import main
 from captchalab.data import read_labelled_folder
@@ -21,11 +23,13 @@ def test_training_writes_metrics_curves_and_metadata(trained_model):
     assert [line["epoch"] for line in lines] == list(range(1, len(lines) + 1))
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    meta = Recognizer.load(trained_model).metadata
-    assert meta["alphabet"] == "234568" and meta["label_lengths"] == [6]
-    assert meta["decoding"]["length"] == 6 and meta["data"]["train_count"] == 540
-    assert 0 <= meta["metrics"]["sequence_accuracy"] <= 1
-    assert meta["preprocessing"]["height"] == 32
+    card = Recognizer.load(trained_model).card
+    assert card.alphabet == "234568" and card.label_lengths == (6,)
+    assert card.decoding.length == 6 and card.data.train_count == 540
+    assert 0 <= card.metrics["sequence_accuracy"] <= 1
+    assert card.preprocessing.height == 32
+    assert card.training.ended == "schedule" and card.training.best_epoch <= 14
+    assert card.training.steps_run == card.training.steps_planned == 14 * 17
 
 
 def test_every_input_kind_gives_the_same_prediction(trained_model, rings_test):
@@ -45,10 +49,14 @@ def test_every_input_kind_gives_the_same_prediction(trained_model, rings_test):
     assert 0 <= from_path.confidence <= min(from_path.char_confidences) + 1e-6
 
 
-def test_resume_continues_from_the_checkpoint(rings_train, tmp_path, capsys):
+@pytest.mark.slow
+def test_a_finished_run_is_not_stretched_by_resuming(rings_train, tmp_path, capsys):
+    """Its schedule ended (the learning rate annealed): more epochs would restart it from
+    the middle, so resuming says why it stops and how to train longer."""
     args = ["train", str(rings_train), "--out", str(tmp_path), "--epochs", "2", "--quiet"]
     assert main(args) == 0
     assert main([*args[:-3], "--epochs", "3", "--resume", "--quiet"]) == 0
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3]
-    assert "resuming at epoch 3" in capsys.readouterr().err
+    assert epochs == [1, 2]
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--init" in err and "more --epochs" in err

@@ -15,9 +15,10 @@ import pytest
 
 from captchalab.cli import main
 from captchalab.export import check_parity, export_onnx
+from captchalab.models import list_families
 from captchalab.runtime import ModelFileError, Recognizer
 
-FAMILIES = ["crnn", "multihead-spatial", "slice", "heatmap", "multilabel"]
+
 def _without(*packages: str) -> str:
     """Script prologue that makes ``packages`` unimportable, as if they were not installed."""
     return textwrap.dedent(f"""
@@ -44,7 +45,7 @@ def _model(name, trained_model, family_model) -> Path:
     return trained_model if name == "crnn" else family_model(name)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", list_families())
 def test_every_family_exports_with_parity(name, trained_model, family_model, rings_test,
                                           tmp_path):
     source = _model(name, trained_model, family_model)
@@ -58,8 +59,8 @@ def test_every_family_exports_with_parity(name, trained_model, family_model, rin
 def test_onnx_file_carries_the_metadata_and_a_dynamic_batch(crnn_onnx, trained_model, rings_test):
     model = onnx.load(str(crnn_onnx))
     metadata = json.loads({p.key: p.value for p in model.metadata_props}["captchalab"])
-    source = Recognizer.load(trained_model).metadata
-    for key in ("alphabet", "preprocessing", "family", "decoding", "config"):
+    source = json.loads(Recognizer.load(trained_model).card.to_json())
+    for key in ("alphabet", "preprocessing", "family", "decoding", "config", "training"):
         assert metadata[key] == source[key]
     assert metadata["export"]["source"] == trained_model.name
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
@@ -85,7 +86,7 @@ def test_int8_export_is_smaller_and_reads_the_same(trained_model, rings_test, tm
     out = export_onnx(trained_model, tmp_path / "int8.onnx", int8=True)
     report = check_parity(Recognizer.load(trained_model), Recognizer.load(out), rings_test)
     assert report.same_reading >= 0.98
-    assert Recognizer.load(out).metadata["export"]["int8"] is True
+    assert Recognizer.load(out).card.export.int8 is True
     assert out.stat().st_size < 0.8 * export_onnx(trained_model, tmp_path / "f.onnx").stat().st_size
 
 
@@ -143,5 +144,5 @@ def test_safetensors_without_torch_says_how_to_proceed(trained_model):
                                    "captchalab.cli import main\nsys.exit(main(['serve', "
                                    f"{str(trained_model)!r}]))"],
                                   capture_output=True, text=True, timeout=120)
-    assert no_httptools.returncode == 1 and "httptools is missing" in no_httptools.stderr
+    assert no_httptools.returncode == 1 and "httptools is not installed" in no_httptools.stderr
     assert "Traceback" not in no_httptools.stderr

@@ -107,7 +107,7 @@ def test_boxes_and_centres_follow_the_drawn_glyphs(warp, slack, off):
     covered = total = 0
     gaps = []
     for index in range(30):
-        item = scheme.render(seed=0, index=index)
+        item = render(scheme, seed=0, index=index)
         ink = np.asarray(item.image) < 128
         inside = np.zeros_like(ink)
         for (x0, y0, x1, y1), (cx, cy) in zip(item.boxes, item.centres):

@@ -15,7 +15,8 @@ import pytest
 from captchalab.cli import main
 from captchalab.fileio import atomic_write_bytes
 from captchalab.runtime import Recognizer
-from captchalab.runtime.artifact import read_metadata
+from captchalab.runtime.model_file import read_card
+from captchalab.training.checkpoint import load_checkpoint
 
 
 def test_training_killed_mid_run_resumes_to_the_same_quality(rings_train, trained_model,
@@ -33,14 +34,14 @@ def test_training_killed_mid_run_resumes_to_the_same_quality(rings_train, traine
         while True:
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "no third checkpoint in 5 minutes"
-            if checkpoint.exists() and read_metadata(checkpoint)["checkpoint"]["epoch"] >= 3:
+            if checkpoint.exists() and load_checkpoint(checkpoint).state.epoch >= 3:
                 break
             time.sleep(0.2)
         time.sleep(0.7)  # somewhere inside the next epoch
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-    killed_at = read_metadata(checkpoint)["checkpoint"]["epoch"]
+    killed_at = load_checkpoint(checkpoint).state.epoch
     assert killed_at < 14
     Recognizer.load(out / "model.safetensors")  # what the kill left is whole and loads
     assert main([*args, "--resume"]) == 0
@@ -48,8 +49,8 @@ def test_training_killed_mid_run_resumes_to_the_same_quality(rings_train, traine
     epochs = [json.loads(line)["epoch"]
               for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, 15))  # each epoch once, none lost, none doubled
-    resumed = read_metadata(out / "model.safetensors")["metrics"]
-    uninterrupted = read_metadata(trained_model)["metrics"]
+    resumed = read_card(out / "model.safetensors").metrics
+    uninterrupted = read_card(trained_model).metrics
     assert resumed["count"] == uninterrupted["count"]  # the same validation images
     assert resumed["sequence_accuracy"] >= uninterrupted["sequence_accuracy"] - 0.05
 

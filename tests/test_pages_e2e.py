@@ -14,13 +14,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
 from conftest import free_port
+from PIL import Image
 
+pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser tests "
@@ -44,6 +48,7 @@ class Served:
     url: str
     label_dir: Path
     out_dir: Path
+    model: Path
 
     def get_json(self, path: str) -> dict:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
@@ -60,16 +65,9 @@ def rings_images(rings_test) -> list[Path]:
     return sorted(rings_test.glob("*.png"))
 
 
-@pytest.fixture
-def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
-    """A fresh server per test (loading it takes well under a second), so the labelling
-    tests do not depend on each other's saves; unlabelled images get neutral names."""
-    label_dir, out_dir = tmp_path / "unlabelled", tmp_path / "labelled"
-    label_dir.mkdir()
-    for i, source in enumerate(rings_images[:UNLABELLED]):
-        shutil.copyfile(source, label_dir / f"img{i}.png")
-    app = build_app(models=[str(onnx_model)], threads=1, label_dir=str(label_dir),
-                    labelled_dir=str(out_dir))
+@contextmanager
+def _running(app) -> Iterator[str]:
+    """The app served by uvicorn in a thread, on a free port; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))
@@ -89,10 +87,24 @@ def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
             pytest.fail("the captchalab server did not answer /healthz within 30 s")
         time.sleep(0.05)
     try:
-        yield Served(url, label_dir, out_dir)
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
+    """A fresh server per test (loading it takes well under a second), so the labelling
+    tests do not depend on each other's saves; unlabelled images get neutral names."""
+    label_dir, out_dir = tmp_path / "unlabelled", tmp_path / "labelled"
+    label_dir.mkdir()
+    for i, source in enumerate(rings_images[:UNLABELLED]):
+        shutil.copyfile(source, label_dir / f"img{i}.png")
+    app = build_app(models=[str(onnx_model)], threads=1, label_dir=str(label_dir),
+                    labelled_dir=str(out_dir))
+    with _running(app) as url:
+        yield Served(url, label_dir, out_dir, onnx_model)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +146,41 @@ def _open_try_page(page: Page, served: Served, onnx_model: Path) -> None:
     expect(page.locator("#model")).to_have_value(onnx_model.stem)
 
 
-def test_try_page_reads_an_uploaded_image(page, served, onnx_model, recognizer, rings_images):
+def _check_the_image_is_shown_twice_as_large_and_uncovered(page: Page, image: Path,
+                                                           tmp_path: Path) -> None:
+    """By screenshot: the captcha at twice its size, crisp (its own pixels, doubled), the
+    readings below it and not over it, in readable text."""
+    preview = page.locator("#preview")
+    expect(preview).to_be_visible()
+    original = Image.open(image).convert("L")
+    box = preview.bounding_box()
+    assert abs(box["width"] - 2 * original.width) <= 2, box  # 1 px border each side
+    chars = page.locator("#chars").bounding_box()
+    assert chars["y"] >= box["y"] + box["height"] - 1, (box, chars)  # below, not over
+    shot = tmp_path / "preview.png"
+    preview.screenshot(path=str(shot))
+    shown = Image.open(shot).convert("L")
+    doubled = original.resize((2 * original.width, 2 * original.height), Image.NEAREST)
+    assert abs(shown.width - doubled.width - 2) <= 1 and abs(shown.height - doubled.height - 2) <= 1
+    inner = shown.crop((1, 1, 1 + doubled.width, 1 + doubled.height))  # within the border
+    difference = np.abs(np.asarray(inner, np.int16) - np.asarray(doubled, np.int16)).mean()
+    assert difference < 8  # the captcha itself, crisp
+    size = page.locator("#chars .char").first.evaluate(
+        "e => parseFloat(getComputedStyle(e).fontSize)")
+    assert size >= 16
+    page.screenshot(path=str(tmp_path / "try_page.png"), full_page=True)
+
+
+def test_try_page_shows_no_broken_image_before_an_upload(page, served, onnx_model, tmp_path):
+    _open_try_page(page, served, onnx_model)
+    expect(page.locator("#stage")).to_be_hidden()
+    expect(page.locator("#preview")).to_be_hidden()
+    assert page.locator("#stage").bounding_box() is None  # nothing drawn, no broken icon
+    page.screenshot(path=str(tmp_path / "empty_try_page.png"), full_page=True)
+
+
+def test_try_page_reads_an_uploaded_image(page, served, onnx_model, recognizer, rings_images,
+                                          tmp_path):
     # an image the model reads as something, so an empty #result cannot pass for the answer
     image = next((p for p in rings_images if recognizer.predict(p).text), None)
     assert image is not None, "the trained model reads nothing in any rings test image"
@@ -147,15 +193,16 @@ def test_try_page_reads_an_uploaded_image(page, served, onnx_model, recognizer, 
 
     expect(page.locator("#result")).to_have_text(expected, timeout=TIMEOUT_MS)
     expect(page.locator("#error")).to_have_text("")
-    # the overlay on the preview: one entry per character, each the character and its %
-    chars = page.locator("#overlay .char")
+    # below the image: one entry per character, each the character and its %
+    chars = page.locator("#chars .char")
     expect(chars).to_have_count(len(expected))
     for i, c in enumerate(expected):
         text = chars.nth(i).inner_text()
-        assert text.split()[0] == c, f"overlay entry {i} is {text!r}, expected {c!r} first"
+        assert text.split()[0] == c, f"entry {i} is {text!r}, expected {c!r} first"
         assert text.strip().endswith("%")
     expect(page.locator("#stage")).to_be_visible()
     expect(page.locator("#details")).to_contain_text("confidence")
+    _check_the_image_is_shown_twice_as_large_and_uncovered(page, image, tmp_path)
 
 
 def test_try_page_shows_the_error_for_a_file_that_is_not_an_image(page, served, onnx_model):
@@ -169,7 +216,7 @@ def test_try_page_shows_the_error_for_a_file_that_is_not_an_image(page, served, 
 
     expect(page.locator("#error")).to_have_text(api_error, timeout=TIMEOUT_MS)
     expect(page.locator("#result")).to_have_text("")
-    expect(page.locator("#overlay .char")).to_have_count(0)
+    expect(page.locator("#chars .char")).to_have_count(0)
 
 
 # ------------------------------------------------------------------------ the /label page
@@ -267,3 +314,49 @@ def test_two_tabs_saving_the_same_image_lose_nothing(browser, served):
     for name in ("333333.png", "333333_1.png"):
         assert (served.out_dir / name).read_bytes() == source
     assert served.get_json("/v1/label/queue")["labelled"] == 1
+
+
+def test_label_page_with_an_empty_queue_shows_no_broken_image(page, served, tmp_path):
+    for path in served.label_dir.iterdir():
+        path.unlink()
+    app = build_app(models=[str(served.model)], threads=1, label_dir=str(served.label_dir),
+                    labelled_dir=str(served.out_dir))
+    with _running(app) as url:
+        page.goto(url + "/label")
+        expect(page.locator("#guess")).to_have_text("Nothing left to label.")
+        expect(page.locator("#image")).to_be_hidden()
+        assert page.locator("#image").bounding_box() is None
+        page.screenshot(path=str(tmp_path / "empty_label_page.png"), full_page=True)
+
+
+def test_label_page_shows_the_captcha(page, served, tmp_path):
+    page.goto(served.url + "/label")
+    image = page.locator("#image")
+    expect(image).to_be_visible()
+    page.wait_for_function("document.getElementById('image').complete && "
+                           "document.getElementById('image').naturalWidth > 0")
+    box = image.bounding_box()
+    assert box["height"] >= 100 and box["width"] >= 2 * 310 * 100 / 80 / 2
+    shot = tmp_path / "label_image.png"
+    image.screenshot(path=str(shot))
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.min() < 60 and pixels.max() > 180  # dark glyphs on a light page, not blank
+
+
+def test_api_docs_work_with_the_network_off(page, served):
+    """/docs loads Swagger UI from the package: with every request off this machine
+    refused, the page still lists the API."""
+    outside: list[str] = []
+
+    def only_this_machine(route):
+        if route.request.url.startswith(served.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_machine)
+    page.goto(served.url + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("captchalab")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/recognize")).to_be_visible()
+    assert outside == [], outside

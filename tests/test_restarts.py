@@ -9,7 +9,7 @@ import pytest
 
 from captchalab.cli import main
 from captchalab.generators import generate
-from captchalab.runtime.artifact import load_model_file
+from captchalab.runtime.model_file import load_model_file
 from captchalab.training import TrainConfig, train
 from captchalab.training.restarts import RestartPlan, rank_by_validation_loss
 
@@ -44,6 +44,7 @@ def test_ranking_prefers_low_validation_loss_then_accuracy():
     assert rank_by_validation_loss(records) == [2, 1, 0, 3]
 
 
+@pytest.mark.slow
 def test_a_paused_and_resumed_run_is_the_uninterrupted_run(small_rings, tmp_path):
     """Stages pause runs: resuming (weights, optimiser, schedule, random state) must give
     exactly the weights of a run that never stopped."""
@@ -62,6 +63,7 @@ def test_a_paused_and_resumed_run_is_the_uninterrupted_run(small_rings, tmp_path
         np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_restarts_keep_the_best_runs_and_copy_the_winner(small_rings, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["train", str(small_rings), "--out", str(out), "--epochs", "3", "--quiet",

@@ -55,6 +55,7 @@ def test_pseudo_labels_keep_confident_readings_of_known_length(trained_model, ri
     assert accuracy(confident) > 0.9
 
 
+@pytest.mark.slow
 def test_self_training_writes_each_round_and_keeps_the_best(tmp_path, capsys):
     labelled = generate("rings", 120, tmp_path / "labelled", seed=31)
     unlabelled_copy(generate("rings", 60, tmp_path / "pool", seed=32), tmp_path / "u")

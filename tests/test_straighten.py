@@ -72,6 +72,7 @@ def test_invert_reads_light_on_dark_as_dark_on_light():
     assert straightened.load(ImageOps.invert(image)).shape == (32, 96)
 
 
+@pytest.mark.slow
 def test_deskew_is_stored_in_the_model_and_applied_when_predicting(rings_train, tmp_path):
     out = tmp_path / "run"
     assert main(["train", str(rings_train), "--out", str(out), "--epochs", "1", "--deskew",

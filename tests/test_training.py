@@ -19,6 +19,7 @@ def test_one_cycle_rises_to_the_peak_then_anneals():
     assert all(a >= b for a, b in zip(rates[top:], rates[top + 1 :]))
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training_early(rings_train, tmp_path):
     result = train(rings_train, tmp_path, TrainConfig(epochs=200, max_minutes=0.1),
                    log=lambda _: None, show_progress=False)
@@ -30,11 +31,10 @@ def test_time_budget_stops_training_early(rings_train, tmp_path):
 
 def test_default_schedule_follows_the_family_and_epochs_override_it(tmp_path):
     from captchalab.training.config import TARGET_STEPS
-    from captchalab.training.trainer import Trainer
+    from captchalab.training.trainer import planned_steps
 
     def plan(model: str, epochs: int | None = None) -> tuple[int, int]:
-        config = TrainConfig(model=model, epochs=epochs, batch_size=32)
-        return Trainer(None, tmp_path, config, show_progress=False).planned_steps(842)
+        return planned_steps(TrainConfig(model=model, epochs=epochs, batch_size=32), 842)
 
     epochs, steps = plan("crnn")
     assert (epochs, steps) == (111, 111 * 27)  # 842 images: 27 steps an epoch
@@ -70,16 +70,19 @@ def test_augmentation_moves_points_with_their_pixels():
 
 
 def test_generator_centres_are_read_and_scaled_to_the_model_input(rings_train):
-    from captchalab.data import read_labelled_folder
-    from captchalab.training.progress import ProgressReporter
-    from captchalab.training.trainer import prepare_data
+    from captchalab.data import read_labelled_folder, split_samples
+    from captchalab.reporting.progress import ProgressReporter
+    from captchalab.training.data import FolderData
 
     folder = read_labelled_folder(rings_train)
     config = TrainConfig(model="heatmap")
-    data = prepare_data(folder, config, ProgressReporter(False), needs_centres=True)
+    train_samples, val_samples = split_samples(folder.samples, 0.1)
+    data = FolderData.load(folder, train_samples, val_samples, config, ProgressReporter(False),
+                           needs_centres=True)
     first = json.loads((rings_train / "annotations.jsonl").read_text().splitlines()[0])
     index = [s.path.name for s in data.train].index(first["file"])
     scale = torch.tensor([data.preprocessing.width / 310, data.preprocessing.height / 80])
     expected = torch.tensor(first["centres"]) * scale
-    assert torch.allclose(data.train_centres[index], expected, atol=1e-3)
-    assert data.train_centres.shape == (len(data.train), 6, 2)
+    centres = data.training(0).centres
+    assert torch.allclose(centres[index], expected, atol=1e-3)
+    assert centres.shape == (len(data.train), 6, 2)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from captchalab.data import Alphabet, read_labelled_folder
+from captchalab.data import Alphabet, Preprocessing, read_labelled_folder
 from captchalab.models import DataShape, build, family_class
-from captchalab.runtime.artifact import ModelFile, ModelFileError, load_model_file
+from captchalab.runtime.model_file import ModelCard, ModelFile, ModelFileError, load_model_file
 from captchalab.runtime.torch_backend import state_to_numpy
 from captchalab.training import TrainConfig, train
 from captchalab.training.transfer import transfer_weights
@@ -21,8 +21,9 @@ def _model(family: str, alphabet: Alphabet, length: int = 3, **options):
 
 
 def _source(model, alphabet: Alphabet) -> ModelFile:
-    return ModelFile(state_to_numpy(model), {"family": model.family, "config": model.config,
-                                             "alphabet": alphabet.symbols})
+    card = ModelCard(family=model.family, config=model.config, decoder=model.decoder,
+                     alphabet=alphabet.symbols, preprocessing=Preprocessing(32, 96))
+    return ModelFile(state_to_numpy(model), card)
 
 
 @pytest.mark.parametrize("family", ["crnn", "multihead", "heatmap"])
@@ -53,7 +54,7 @@ def test_class_rows_follow_their_symbols_and_new_symbols_start_fresh(family):
 def test_other_family_or_label_length_is_refused():
     alphabet = Alphabet("abc")
     crnn = _source(_model("crnn", alphabet), alphabet)
-    with pytest.raises(ModelFileError, match="is a crnn model.*--model crnn"):
+    with pytest.raises(ModelFileError, match="is a crnn model.*`model` crnn"):
         transfer_weights(_model("multihead", alphabet), crnn, alphabet, "x.safetensors")
     four = _source(_model("multihead", alphabet, length=4), alphabet)
     with pytest.raises(ModelFileError, match="length 4 vs 3"):
@@ -72,8 +73,8 @@ def test_fine_tuning_a_trained_model_on_a_new_alphabet(trained_model, rings_trai
     assert any("5 symbols carried over, 1 new (x)" in m for m in messages), messages
     tuned = load_model_file(result.model_path)
     source = load_model_file(trained_model)
-    assert tuned.metadata["alphabet"] == "23456x"
-    assert tuned.metadata["preprocessing"] == source.metadata["preprocessing"]
+    assert tuned.card.alphabet == "23456x"
+    assert tuned.card.preprocessing == source.card.preprocessing
     assert result.metrics["char_accuracy"] > 0.6  # chance is 1/6
     backbone = [k for k in tuned.tensors if k.startswith("backbone.") and "weight" in k]
     assert not all(np.array_equal(tuned.tensors[k], source.tensors[k]) for k in backbone)

@@ -1,15 +1,6 @@
-"""Looking inside a trained model (seeds 000 and 002): what each output position can see,
-which pixels a character is read from, where the model goes wrong."""
+"""Looking inside a trained model (seeds 000 and 002): what each output position can see
+(``receptive_field``), which pixels a character is read from (``saliency``) and where the
+model goes wrong (``errors``, which also reads ``.onnx`` models without torch).
 
-from captchalab.analysis.receptive_field import (
-    ReceptiveField,
-    measure_receptive_field,
-    receptive_field_report,
-    theoretical_receptive_field,
-    write_receptive_field,
-)
-from captchalab.analysis.saliency import Saliency, saliency, write_saliency
-
-__all__ = ["ReceptiveField", "measure_receptive_field", "receptive_field_report",
-           "theoretical_receptive_field", "write_receptive_field", "Saliency", "saliency",
-           "write_saliency"]
+Import the submodule you need: the first two need PyTorch, ``errors`` does not.
+"""

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from captchalab.evaluation.evaluate import Evaluation, gallery
-from captchalab.evaluation.metrics import align, is_right
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
+from captchalab.runtime.metrics import align
 from captchalab.runtime.recognizer import Prediction
 
 SHOWN = 16  # images per gallery
@@ -48,13 +48,11 @@ class ErrorAnalysis:
 
 
 def error_analysis(evaluation: Evaluation) -> ErrorAnalysis:
-    rows = zip(evaluation.paths, evaluation.truths, evaluation.predictions)
-    right = [row for row in rows if is_right(row[1], row[2].characters, row[2].ordered)]
-    ordered = all(p.ordered for p in evaluation.predictions)
     confusions = character_confusions(
-        evaluation.truths, [p.characters for p in evaluation.predictions]) if ordered else None
+        evaluation.truths, [p.characters for p in evaluation.predictions]
+    ) if evaluation.reading.ordered else None
     return ErrorAnalysis(evaluation.metrics, evaluation.mistakes()[:SHOWN],
-                         sorted(right, key=lambda row: -row[2].confidence)[:SHOWN], confusions)
+                         evaluation.rights()[:SHOWN], confusions)
 
 
 def _row(row: tuple[Path, str, Prediction]) -> dict:
@@ -65,7 +63,7 @@ def _row(row: tuple[Path, str, Prediction]) -> dict:
 
 def confusion_figure(confusions: Counter, alphabet: str) -> bytes:
     """Row: true character, column: read character; counts of each pair, log colour scale."""
-    from captchalab.evaluation.reporting import png_bytes, pyplot
+    from captchalab.reporting.charts import png_bytes, pyplot
 
     symbols = list(alphabet) + [MISSING]
     index = {s: i for i, s in enumerate(symbols)}

@@ -135,18 +135,18 @@ def receptive_field_report(model_path: str | Path, data_dir: str | Path | None =
                            ) -> tuple[dict, ReceptiveField]:
     """Seed 002's measurement on a model file's convolutional backbone, with a verdict on
     whether one output position can see a whole character when ``data_dir`` is given."""
-    from captchalab.runtime.artifact import load_model_file
+    from captchalab.runtime.model_file import load_model_file
     from captchalab.runtime.torch_backend import build_model
 
     model_file = load_model_file(model_path)
     model = build_model(model_file, str(model_path))
     field = measure_receptive_field(model.backbone)
-    report = {"model": str(model_path), "family": model_file.family,
+    report = {"model": str(model_path), "family": model_file.card.family,
               "network": "the shared convolutional backbone", **field.to_dict(),
               "effective_width_x": round(4 * field.x.gaussian_sigma, 1),
               "half_maximum_width_x": round(2.3548 * field.x.gaussian_sigma, 1)}
     if data_dir is not None:
-        width = glyph_width(data_dir, model_file.metadata["preprocessing"]["width"])
+        width = glyph_width(data_dir, model_file.card.preprocessing.width)
         report["glyph_width"] = round(width, 1)
         report["sees_whole_glyph"] = {
             "theoretical": field.x.theoretical >= width,
@@ -157,12 +157,17 @@ def receptive_field_report(model_path: str | Path, data_dir: str | Path | None =
 def receptive_field_figure(report: dict, field: ReceptiveField) -> bytes:
     """The measured spot beside its horizontal profile, the fitted Gaussian, the theoretical
     field and (when measured) the typical glyph width."""
-    from captchalab.evaluation.reporting import png_bytes, pyplot
+    from captchalab.reporting.charts import png_bytes, pyplot
 
     plt = pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.imshow(field.spot, cmap="magma")
-    left.set_title("weight of each input pixel for one output position")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    spot = field.spot / max(float(field.spot.max()), 1e-12)
+    image = left.imshow(spot, cmap="magma", vmin=0, vmax=1)
+    left.set_title("weight of each input pixel for one output position", fontsize=10)
+    left.set_xlabel("input x, pixels")
+    left.set_ylabel("input y, pixels")
+    figure.colorbar(image, ax=left, fraction=0.046, pad=0.04,
+                    label="weight, relative to the largest")
     profile = field.spot.sum(axis=0)
     profile = profile / profile.max()
     positions = np.arange(len(profile))
@@ -180,7 +185,9 @@ def receptive_field_figure(report: dict, field: ReceptiveField) -> bytes:
         right.axvline(glyph, color="firebrick", lw=1,
                       label=f"typical glyph, {report['glyph_width']} px")
     right.set_xlim(-half * 1.3, half * 1.3)
-    right.set_xlabel("input pixels from the centre (x)")
+    right.set_xlabel("input x from the centre of the field, pixels")
+    right.set_ylabel("weight (summed over y), relative to the peak")
+    right.set_title("horizontal profile", fontsize=10)
     right.legend(fontsize=8)
     figure.tight_layout()
     return png_bytes(figure)

@@ -23,9 +23,9 @@ import torch
 
 from captchalab.data.preprocess import ImageError, Preprocessing
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
-from captchalab.runtime.artifact import load_model_file
-from captchalab.runtime.decoded import Decoded, DecodingSettings
+from captchalab.runtime.decoded import Decoded
 from captchalab.runtime.decoders import get_decoder
+from captchalab.runtime.model_file import load_model_file
 from captchalab.runtime.torch_backend import build_model
 
 SALIENCY_C = 0.1  # seed 002's weight of the input's total intensity
@@ -138,19 +138,19 @@ def saliency(model_path: str | Path, image: str | Path, c: float = SALIENCY_C,
              steps: int = 300) -> Saliency:
     """Minimise the image at ``image`` once per character ``model_path`` reads in it."""
     model_file = load_model_file(model_path)
-    metadata = model_file.metadata
-    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+    card = model_file.card
+    preprocessing = card.preprocessing
     network = build_model(model_file, str(model_path)).float()
     try:
         pixels = preprocessing.load(image)  # as the model sees it
     except ImageError as error:
         raise ImageError(f"{image}: {error}") from None
     ink = 1.0 - pixels.astype(np.float32) / 255.0  # 0 where the page is white, 1 where black
-    decoder = get_decoder(metadata["decoder"])
+    decoder = get_decoder(card.decoder)
     with torch.no_grad():
         outputs = network(torch.from_numpy(preprocessing.normalize(pixels[None])))
-    decoded = decoder(outputs.numpy(), DecodingSettings.from_metadata(metadata))[0]
-    symbols = metadata["alphabet"]
+    decoded = decoder(outputs.numpy(), card.decoding)[0]
+    symbols = card.alphabet
     reading = "".join(symbols[label - 1] for label in decoded.labels)
     select = SELECTORS[decoder.name]
     selectors = [lambda out, k=k: select(out, decoded, k) for k in range(len(decoded.labels))]
@@ -166,38 +166,43 @@ def saliency(model_path: str | Path, image: str | Path, c: float = SALIENCY_C,
     return Saliency(ink, reading, characters, c, steps)
 
 
-def write_saliency(result: Saliency, out_dir: str | Path) -> Path:
-    """``saliency.png`` (the original beside each character's minimised image) and
-    ``saliency.json`` in ``out_dir``."""
-    import matplotlib
+def saliency_figure(result: Saliency) -> bytes:
+    """The original once, then each character's kept ink in red over a faint copy of the
+    captcha (so it shows where in the image it is), titled with the share of ink kept."""
+    from captchalab.reporting.charts import png_bytes, pyplot
 
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = max(1, len(result.characters))
+    plt = pyplot()
+    panels = 1 + len(result.characters)
+    columns = min(panels, 3)
+    rows = -(-panels // columns)
     aspect = result.original.shape[1] / result.original.shape[0]
-    figure, axes = plt.subplots(rows, 2, figsize=(2 * 1.6 * aspect, 1.6 * rows + 0.4),
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3 * aspect, 1.5 * rows + 0.3),
                                 squeeze=False)
-    for row in range(rows):
-        axes[row, 0].imshow(1.0 - result.original, cmap="gray", vmin=0, vmax=1)
-        axes[row, 0].set_title(f"read {result.reading!r}" if row == 0 else "", fontsize=9)
-        if result.characters:
-            character = result.characters[row]
-            stretch = max(float(character.minimised.max()), 1e-6)  # faint ink made visible
-            axes[row, 1].imshow(1.0 - character.minimised / stretch, cmap="gray", vmin=0, vmax=1)
-            axes[row, 1].set_title(
-                f"{character.symbol!r}: {character.ink_after / max(character.ink_before, 1e-9):.1%}"
-                " of the ink kept", fontsize=9)
-        for axis in axes[row]:
-            axis.axis("off")
+    for axis in axes.flat:
+        axis.set_axis_off()
+    axes[0, 0].imshow(1.0 - result.original, cmap="gray", vmin=0, vmax=1)
+    axes[0, 0].set_title(f"original, read {result.reading!r}", fontsize=9)
+    faint = 1.0 - 0.25 * result.original[..., None]  # the captcha, light grey
+    red = np.array([0.75, 0.05, 0.05])
+    for axis, character in zip(list(axes.flat)[1:], result.characters):
+        stretch = max(float(character.minimised.max()), 1e-6)  # faint ink made visible
+        alpha = (character.minimised / stretch)[..., None]
+        axis.imshow(faint * (1 - alpha) + red * alpha)
+        axis.set_axis_on()
+        axis.set_xticks([])
+        axis.set_yticks([])
+        kept = character.ink_after / max(character.ink_before, 1e-9)
+        axis.set_title(f"{character.symbol!r}: {kept:.1%} of the ink kept", fontsize=9)
+    if not result.characters:
+        axes[0, 0].set_title(f"original: nothing read, {result.reading!r}", fontsize=9)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(out / "saliency.png", buffer.getvalue())
+    return png_bytes(figure)
+
+
+def write_saliency(result: Saliency, out_dir: str | Path) -> Path:
+    """``saliency.png`` (the original, then each character's minimised image) and
+    ``saliency.json`` in ``out_dir``."""
+    out = Path(out_dir)
+    atomic_write_bytes(out / "saliency.png", saliency_figure(result))
     atomic_write_text(out / "saliency.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return out

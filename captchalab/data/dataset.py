@@ -69,7 +69,7 @@ class LabelledFolder:
             raise DatasetError(f"{self.root}: no usable labelled images{detail}")
         if self.bad and not skip_bad:
             raise DatasetError(
-                f"{self.root}: {describe_bad(self.bad)}; fix them or pass --skip-bad"
+                f"{self.root}: {describe_bad(self.bad)}; fix them or pass `skip_bad`"
             )
 
 

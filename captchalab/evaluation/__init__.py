@@ -1,6 +1,5 @@
-"""Evaluation: metrics and reports on labelled folders."""
+"""Evaluation: a model's readings of a labelled folder, their metrics and reports."""
 
 from captchalab.evaluation.evaluate import Evaluation, evaluate, write_report
-from captchalab.evaluation.metrics import edit_distance, text_metrics
 
-__all__ = ["Evaluation", "edit_distance", "evaluate", "text_metrics", "write_report"]
+__all__ = ["Evaluation", "evaluate", "write_report"]

@@ -1,61 +1,83 @@
-"""``evaluate``: a model file against a labelled folder, with an optional report of mistakes."""
+"""``evaluate``: a model file against a labelled folder, with an optional report of mistakes.
+
+When labels use symbols the model cannot produce (trained on another alphabet), the
+overall figure would read as a bare failure; the evaluation names those symbols and also
+gives the metrics on the images whose labels the model can read.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from captchalab.data import read_labelled_folder
 from captchalab.data.preprocess import open_image
-from captchalab.evaluation.metrics import is_right, reading_metrics
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
+from captchalab.reporting.charts import png_bytes, pyplot
+from captchalab.reporting.progress import ProgressReporter
 from captchalab.runtime.decoded import DecodingSettings
+from captchalab.runtime.decoders import Reading
 from captchalab.runtime.recognizer import Prediction, Recognizer
-from captchalab.training.progress import ProgressReporter
 
 GALLERY_LIMIT = 48
 
 
 @dataclass
 class Evaluation:
+    """A model's readings of a labelled folder, and their metrics."""
+
     metrics: dict
     paths: list[Path]
     truths: list[str]
     predictions: list[Prediction]
+    reading: Reading
+    unknown_symbols: str = ""  # label symbols outside the model's alphabet
+    readable_metrics: dict | None = None  # on the images whose labels use none of them
 
     def mistakes(self) -> list[tuple[Path, str, Prediction]]:
         """Wrong readings, the most confident first (the most surprising mistakes)."""
         wrong = [(p, t, q) for p, t, q in zip(self.paths, self.truths, self.predictions)
-                 if not is_right(t, q.characters, q.ordered)]
+                 if not self.reading.is_right(t, q.characters)]
         return sorted(wrong, key=lambda row: -row[2].confidence)
+
+    def rights(self) -> list[tuple[Path, str, Prediction]]:
+        """Right readings, the most confident first."""
+        right = [(p, t, q) for p, t, q in zip(self.paths, self.truths, self.predictions)
+                 if self.reading.is_right(t, q.characters)]
+        return sorted(right, key=lambda row: -row[2].confidence)
+
+    def to_dict(self) -> dict:
+        """The metrics as JSON, with the unreadable symbols and the readable subset's
+        metrics when there are any."""
+        report = dict(self.metrics)
+        if self.unknown_symbols:
+            report["unknown_symbols"] = self.unknown_symbols
+            report["readable"] = self.readable_metrics
+        return report
 
 
 def evaluate(recognizer: Recognizer, data_dir: str | Path, batch_size: int = 64,
              decoding: DecodingSettings | None = None, skip_bad: bool = False,
              show_progress: bool = True) -> Evaluation:
-    """Sequence/character accuracy, CER, count and images per second on a labelled folder."""
-    case_insensitive = recognizer.metadata.get("data", {}).get("case_insensitive", False)
-    folder = read_labelled_folder(data_dir, case_insensitive=case_insensitive)
-    folder.raise_if_bad(skip_bad)
-    paths = [s.path for s in folder.samples]
-    predictions: list[Prediction] = []
-    started = time.perf_counter()
-    with ProgressReporter(show_progress).task("evaluating", len(paths)) as advance:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            predictions.extend(recognizer.predict(chunk, batch_size, decoding))
-            for _ in chunk:
-                advance()
-    seconds = time.perf_counter() - started
-    truths = folder.labels
-    metrics = reading_metrics(truths, [p.characters for p in predictions], recognizer.ordered,
-                              recognizer.alphabet.symbols)
-    metrics["images_per_second"] = round(len(paths) / seconds, 1) if seconds > 0 else 0.0
-    metrics["skipped"] = len(folder.bad)
-    return Evaluation(metrics, paths, truths, predictions)
+    """Sequence/character accuracy (case-folded too), CER, count and images per second on
+    a labelled folder."""
+    with ProgressReporter(show_progress).task("evaluating", None) as advance:
+        read = recognizer.read_folder(data_dir, batch_size, decoding, skip_bad,
+                                      progress=lambda done, total: advance(to=done, total=total))
+    reading, symbols = recognizer.reading, recognizer.alphabet.symbols
+    truths, readings = read.truths, [p.characters for p in read.predictions]
+    metrics = reading.metrics(truths, readings, symbols)
+    metrics["images_per_second"] = round(len(truths) / read.seconds, 1) if read.seconds else 0.0
+    metrics["skipped"] = len(read.folder.bad)
+    unknown = "".join(sorted({c for t in truths for c in recognizer.alphabet.unknown(t)}))
+    readable = None
+    if unknown:
+        kept = [i for i, t in enumerate(truths) if not recognizer.alphabet.unknown(t)]
+        readable = reading.metrics([truths[i] for i in kept], [readings[i] for i in kept],
+                                   symbols)
+    return Evaluation(metrics, [s.path for s in read.samples], truths, read.predictions,
+                      reading, unknown, readable)
 
 
 def write_report(evaluation: Evaluation, report_dir: str | Path) -> Path:
@@ -75,8 +97,6 @@ def write_report(evaluation: Evaluation, report_dir: str | Path) -> Path:
 def gallery(rows: list[tuple[Path, str, Prediction]], color: str = "firebrick",
             empty: str = "no mistakes") -> bytes:
     """Images titled 'truth -> reading (confidence)', four to a line, as PNG bytes."""
-    from captchalab.evaluation.reporting import png_bytes, pyplot
-
     plt = pyplot()
     columns = 4
     count = max(len(rows), 1)

@@ -6,10 +6,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from captchalab.data import read_labelled_folder
-from captchalab.evaluation.metrics import is_right
 from captchalab.runtime.recognizer import Prediction, Recognizer
 
 PARITY_TARGET = 0.999  # share of images whose reading must agree
@@ -41,29 +37,27 @@ def _confidence_gap(a: Prediction, b: Prediction) -> float:
 
 def check_parity(reference: Recognizer, exported: Recognizer, data_dir: str | Path,
                  batch_size: int = 64, skip_bad: bool = True,
-                 advance: Callable[[], None] | None = None) -> ParityReport:
-    """Read every image of ``data_dir`` with both recognizers, from the same pixels;
-    ``advance`` is called once per image read."""
+                 progress: Callable[[int, int], None] | None = None) -> ParityReport:
+    """Read every image of ``data_dir`` with both recognizers (the same preprocessing, so
+    the same pixels); ``progress(done, total)`` follows both readings."""
     if reference.preprocessing != exported.preprocessing:
         raise ValueError(f"{exported.path}: its preprocessing differs from {reference.path}'s")
-    case_insensitive = reference.metadata.get("data", {}).get("case_insensitive", False)
-    folder = read_labelled_folder(data_dir, case_insensitive=case_insensitive)
-    folder.raise_if_bad(skip_bad)
+
+    def half(offset: int) -> Callable[[int, int], None] | None:
+        return None if progress is None else (
+            lambda done, total: progress(offset * total + done, 2 * total))
+
+    ours = reference.read_folder(data_dir, batch_size, skip_bad=skip_bad, progress=half(0))
+    theirs = exported.read_folder(data_dir, batch_size, skip_bad=skip_bad, progress=half(1))
     same, right_ref, right_exp, worst, differing = 0, 0, 0, 0.0, []
-    for start in range(0, len(folder.samples), batch_size):
-        chunk = folder.samples[start : start + batch_size]
-        pixels = np.stack([reference.preprocessing.load(s.path) for s in chunk])
-        for sample, a, b in zip(chunk, reference.predict_pixels(pixels),
-                                exported.predict_pixels(pixels)):
-            if a.characters == b.characters:
-                same += 1
-            elif len(differing) < 10:
-                differing.append(sample.path.name)
-            right_ref += is_right(sample.label, a.characters, reference.ordered)
-            right_exp += is_right(sample.label, b.characters, exported.ordered)
-            worst = max(worst, _confidence_gap(a, b))
-            if advance:
-                advance()
-    n = max(len(folder.samples), 1)
-    return ParityReport(len(folder.samples), same / n, worst, right_ref / n, right_exp / n,
+    for sample, a, b in zip(ours.samples, ours.predictions, theirs.predictions):
+        if a.characters == b.characters:
+            same += 1
+        elif len(differing) < 10:
+            differing.append(sample.path.name)
+        right_ref += reference.reading.is_right(sample.label, a.characters)
+        right_exp += exported.reading.is_right(sample.label, b.characters)
+        worst = max(worst, _confidence_gap(a, b))
+    n = max(len(ours.samples), 1)
+    return ParityReport(len(ours.samples), same / n, worst, right_ref / n, right_exp / n,
                         differing)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tempfile
 import warnings
 from pathlib import Path
 
 from captchalab.data.preprocess import Preprocessing
 from captchalab.fileio import atomic_write_bytes
-from captchalab.runtime.artifact import METADATA_KEY, load_model_file
+from captchalab.runtime.model_file import METADATA_KEY, ExportFacts, load_model_file
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -66,21 +65,17 @@ def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False) -> 
 
     model_path = Path(model_path)
     model_file = load_model_file(model_path)
-    preprocessing = Preprocessing.from_dict(model_file.metadata["preprocessing"])
-    graph = _torch_to_onnx(build_model(model_file, str(model_path)), preprocessing)
+    graph = _torch_to_onnx(build_model(model_file, str(model_path)),
+                           model_file.card.preprocessing)
     if int8:
         graph = _quantize(graph)
     model = onnx.load_from_string(graph)
-    metadata = dict(model_file.metadata)
-    metadata["export"] = {
-        "source": model_path.name,
-        "source_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
-        "opset": ONNX_OPSET,
-        "int8": bool(int8),
-    }
+    card = model_file.card.with_export(ExportFacts(
+        model_path.name, hashlib.sha256(model_path.read_bytes()).hexdigest(), ONNX_OPSET,
+        bool(int8)))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata, sort_keys=True)
+    entry.key, entry.value = METADATA_KEY, card.to_json()
     model.producer_name = "captchalab"
     onnx.checker.check_model(model)
     return atomic_write_bytes(out, model.SerializeToString())

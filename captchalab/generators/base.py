@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
+import random
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from captchalab.data.annotations import ANNOTATIONS_FILE, write_centres
-from captchalab.generators.drawing import Rendered
+from captchalab.fileio import atomic_write_bytes
+from captchalab.generators.drawing import Rendered, render_glyphs
 from captchalab.generators.png import encode_png
+from captchalab.generators.rings import render_rings
 from captchalab.generators.scheme import Scheme, load_scheme, schemes
 
 __all__ = ["ANNOTATIONS_FILE", "Rendered", "generate", "render", "schemes"]
@@ -19,31 +21,33 @@ __all__ = ["ANNOTATIONS_FILE", "Rendered", "generate", "render", "schemes"]
 CHUNK = 64  # images per task handed to a worker
 
 
-def render(scheme: str | Path | Scheme, seed: int, index: int) -> Rendered:
-    """Image ``index`` of ``scheme`` for ``seed``: the same inputs always give the same image."""
-    return load_scheme(scheme).render(seed=seed, index=index)
+def render(scheme: str | Path | Scheme, seed: int = 0, index: int = 0,
+           rng: random.Random | None = None) -> Rendered:
+    """Image ``index`` of ``scheme`` for ``seed`` (or one drawn from ``rng``): the same
+    settings, ``name`` (it keys the random stream), seed and index always give the same
+    image. A scheme with a ``[rings]`` table is drawn by seed 003's dedicated renderer."""
+    scheme = load_scheme(scheme)
+    if rng is None:
+        rng = random.Random(f"{scheme.name}:{seed}:{index}")
+    if scheme.rings is not None:
+        return render_rings(scheme, rng)
+    return render_glyphs(scheme, rng)
 
 
 def _publish(path: Path, item: Rendered) -> None:
     """Write the PNG beside ``path`` and rename it into place: readers never see half a file.
 
-    Unlike fileio.atomic_write_bytes there is no fsync per image (it would cost more than
-    drawing it); ``generate`` writes annotations.jsonl, with fsync, after every image.
+    Unlike a model file there is no fsync per image (it would cost more than drawing it);
+    ``generate`` writes annotations.jsonl, with fsync, after every image.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(encode_png(item.image))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, encode_png(item.image), sync=False)
 
 
 def _write_chunk(scheme: Scheme, seed: int, out: Path, start: int, stop: int) -> list[dict]:
     """Draw and write images ``start`` .. ``stop - 1``; their annotation rows."""
     rows = []
     for index in range(start, stop):
-        item = scheme.render(seed=seed, index=index)
+        item = render(scheme, seed, index)
         name = f"{item.label}_{index}.png"
         _publish(out / name, item)
         rows.append({
@@ -85,9 +89,9 @@ def generate(scheme: str | Path | Scheme, count: int, out: str | Path, seed: int
     chunks of images; the files are the same for any number of workers.
     """
     if count < 1:
-        raise ValueError(f"--count must be at least 1, got {count}")
+        raise ValueError(f"`count` must be at least 1, got {count}")
     if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise ValueError(f"`workers` must be at least 1, got {workers}")
     resolved = load_scheme(scheme)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Drawing a ``layout = "glyphs"`` scheme: background, characters, warp, noise, blur.
+"""Drawing a scheme without a ``[rings]`` table: background, characters, warp, noise, blur.
 
 Speed matters (a thousand images a second on two cores): character bitmaps and their edge
 pixels are cached per (font, size, character); each character is drawn with one Pillow mesh
@@ -384,7 +384,7 @@ def _dots(image: Image.Image, count: int, noise: Noise, generator: np.random.Gen
 
 
 def render_glyphs(scheme: Scheme, rng: random.Random) -> Rendered:
-    """One captcha of a ``layout = "glyphs"`` scheme."""
+    """One captcha of a scheme without a ``[rings]`` table."""
     label = "".join(rng.choice(scheme.alphabet) for _ in range(rng.randint(*scheme.length)))
     generator = np.random.default_rng(rng.getrandbits(64))
     mesh = make_mesh(scheme.warp, scheme.size, rng, generator) if scheme.warp.active else None

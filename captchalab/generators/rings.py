@@ -5,7 +5,7 @@ six digits from {2,3,4,5,6,8} at x = 17, 57, 115, 170, 217, 260 and a random y i
 each rotated uniformly within +-45 degrees and drawn anti-aliased in a 27 px sans font,
 then 500 black pepper pixels. Circles and pepper are not anti-aliased.
 
-These numbers live in ``presets/rings.toml`` (``layout = "rings"``, table ``[rings]``); this
+These numbers live in ``presets/rings.toml`` (its ``[rings]`` table); this
 module draws any such table. Each digit is drawn on a ``glyph_box`` canvas (the write-up's
 20 x 25 clips the foot of a 27 px digit, so the preset uses 20 x 28), rotated with the canvas
 expanded, and pasted with its top-left corner at (x, y). Ellipse i (1 <= i < count) spans

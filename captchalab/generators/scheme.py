@@ -25,9 +25,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from captchalab.generators.drawing import Rendered, render_glyphs
 from captchalab.generators.fonts import font_path, load_font
-from captchalab.generators.rings import render_rings
 
 RENDERER_VERSION = 1  # bump when the same settings start to give different images
 PRESETS = resources.files("captchalab.generators") / "presets"
@@ -448,14 +446,13 @@ _GLYPH_TABLES = ("background", "glyphs", "warp", "noise", "blur")
 
 @dataclass(frozen=True)
 class Scheme:
-    """A resolved captcha scheme; ``render`` draws one captcha."""
+    """A resolved captcha scheme; ``captchalab.generators.render`` draws its captchas."""
 
     size: tuple[int, int] = _key(MISSING, _pair(8, 4096, " px"))
     alphabet: str = _key(MISSING, _alphabet)
     length: IntSpan = _key(MISSING, _span(1, 64, integer=True))
     name: str = _key("scheme", _name)
     mode: str = _key("RGB", _choice("RGB", "L"))
-    layout: str = _key("glyphs", _choice("glyphs", "rings"))
     blur: Span = _key((0.0, 0.0), _span(0, 20, " px"))
     background: Background = _key(Background, _table(Background))
     glyphs: Glyphs = _key(Glyphs, _table(Glyphs))
@@ -465,19 +462,21 @@ class Scheme:
     source: str = field(default="", compare=False)
 
     def check(self, given: set[str], where: str, ctx: _Context) -> None:
-        if self.layout == "rings":
-            if self.rings is None:
-                raise ctx.fail("rings", 'is required with layout = "rings"')
+        if self.rings is not None:
             for name in _GLYPH_TABLES:
                 if name in given:
-                    raise ctx.fail(name, 'does not apply to layout = "rings" (use [rings])')
+                    raise ctx.fail(name, "does not apply to a scheme with a [rings] table")
             count = len(self.rings.positions)
             if self.length != (count, count):
                 raise ctx.fail("length", f"must be {count}, one per rings.positions entry",
                                list(self.length) if self.length[0] != self.length[1]
                                else self.length[0])
-        elif self.rings is not None:
-            raise ctx.fail("rings", 'applies to layout = "rings" only')
+
+    @property
+    def layout(self) -> str:
+        """``"rings"`` (seed 003's dedicated renderer) when the scheme has a ``[rings]``
+        table, else ``"glyphs"``."""
+        return "rings" if self.rings is not None else "glyphs"
 
     @property
     def width(self) -> int:
@@ -491,23 +490,13 @@ class Scheme:
         """Stable hash of everything that decides the images (fonts by content, not path)."""
         settings = asdict(self)
         settings.pop("source")
+        settings["layout"] = self.layout
         settings["renderer"] = RENDERER_VERSION
         settings["glyphs"]["fonts"] = [_font_identity(f) for f in self.glyphs.fonts]
         if self.rings:
             settings["rings"]["font"] = [_font_identity(f) for f in self.rings.font]
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def render(self, rng: random.Random | None = None, *, seed: int = 0, index: int = 0
-               ) -> Rendered:
-        """One captcha, from ``rng`` or else image ``index`` of ``seed``: always the same for
-        the same settings, ``name`` (it keys the random stream), seed and index."""
-        if rng is None:
-            rng = random.Random(f"{self.name}:{seed}:{index}")
-        if self.layout == "rings":
-            return render_rings(self, rng)
-        return render_glyphs(self, rng)
-
 
 @lru_cache(maxsize=64)
 def _font_identity(name: str) -> str:

@@ -1,8 +1,25 @@
-"""Model families on one shared backbone, chosen by name through the registry."""
+"""Model families on one shared backbone, chosen by name through the registry.
 
-from captchalab.models import crnn, heatmap, multihead, multilabel, slice  # noqa: F401 (register)
-from captchalab.models.family import DataShape, Family, Targets
-from captchalab.models.registry import FAMILIES, build, family_class, options_for, register
+Importing this package registers every family, in this order (the first is the default).
+"""
 
-__all__ = ["FAMILIES", "DataShape", "Family", "Targets", "build", "family_class", "options_for",
-           "register"]
+from importlib import import_module
+
+from captchalab.models.family import DataShape, Family, FamilyOption, Targets
+from captchalab.models.registry import (
+    FAMILIES,
+    build,
+    describe_families,
+    families_taking,
+    family_class,
+    list_families,
+    options_for,
+    register,
+)
+
+for _module in ("crnn", "multihead", "slice", "heatmap", "multilabel"):
+    import_module(f"captchalab.models.{_module}")
+
+__all__ = ["FAMILIES", "DataShape", "Family", "FamilyOption", "Targets", "build",
+           "describe_families", "families_taking", "family_class", "list_families",
+           "options_for", "register"]

@@ -19,6 +19,7 @@ class CRNN(Family):
     shortcut that lets the CTC loss leave its initial all-blank plateau quickly.
     """
 
+    summary = "CRNN + CTC, any length; the default"
     decoder = "ctc"
     class_outputs = ("classifier",)
 

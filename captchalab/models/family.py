@@ -3,7 +3,9 @@ from, and the base class whose defaults a family overrides."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,30 @@ class DataShape:
     source_width: float  # median width of the original images, in pixels
 
 
+@dataclass(frozen=True)
+class FamilyOption:
+    """A setting that one family takes (``slices`` for slice, ``centres`` for heatmap).
+
+    The CLI offers every registered family's options as flags and refuses one given for a
+    family that does not take it. ``data`` options steer how the training data is read
+    (they are not constructor arguments of the network).
+    """
+
+    name: str
+    help: str
+    metavar: str = "VALUE"
+    parse: Callable[[str], Any] = str
+    data: bool = False
+
+
+def parse_numbers(text: str) -> list[float]:
+    """``"54,110,170"`` -> ``[54.0, 110.0, 170.0]``; a ``ValueError`` on anything else."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 class Family(nn.Module):
     """Base of every family: a network whose ``forward`` gives what ``decoder`` reads.
 
@@ -42,9 +68,11 @@ class Family(nn.Module):
     """
 
     family: str = ""
+    summary: ClassVar[str] = ""  # what it reads and how, in a few words (help texts)
+    options: ClassVar[tuple[FamilyOption, ...]] = ()
     decoder: str = "ctc"
     needs_centres: bool = False
-    # the default schedule's length, in multiples of TARGET_STEPS (when --epochs is not
+    # the default schedule's length, in multiples of TARGET_STEPS (when epochs is not
     # given): a family that learns more slowly asks for more steps
     schedule_scale: float = 1.0
     # layers whose output rows are laid out per class (repeated per position where the
@@ -53,8 +81,14 @@ class Family(nn.Module):
     config: dict
 
     @classmethod
+    def network_options(cls, options: dict) -> dict:
+        """The user's family options that shape the network (``data`` ones do not)."""
+        names = {o.name for o in cls.options if not o.data}
+        return {key: value for key, value in options.items() if key in names}
+
+    @classmethod
     def configure(cls, shape: DataShape, **options) -> dict:
-        """Constructor arguments for this data; ``options`` are the user's ``--model`` options."""
+        """Constructor arguments for this data; ``options`` are the user's network options."""
         return {"num_classes": shape.num_classes, "height": shape.height,
                 "width": shape.width, **options}
 
@@ -67,7 +101,7 @@ def fixed_length(family: str, shape: DataShape) -> int:
     if len(shape.label_lengths) != 1:
         lengths = ", ".join(map(str, shape.label_lengths))
         raise ValueError(f"the {family} family reads a fixed number of characters, but the "
-                         f"training labels have lengths {lengths}; use --model crnn for "
+                         f"training labels have lengths {lengths}; use `model` crnn for "
                          "captchas of varying length")
     return shape.label_lengths[0]
 

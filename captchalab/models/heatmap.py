@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone, conv_bn_relu
-from captchalab.models.family import Family, Targets
+from captchalab.models.family import Family, FamilyOption, Targets
 from captchalab.models.registry import register
 
 SPOT_SIGMA = (1.3, 2.6)  # (x, y) widths of a centre's Gaussian spot, in output pixels (seed 002)
@@ -53,6 +53,10 @@ class CentreHeatmap(Family):
     Map 0 (the blank's slot in the alphabet) is never a target and is ignored when decoding.
     """
 
+    summary = "character-centre maps, any length; trains on centres"
+    options = (FamilyOption(
+        "centres", "character centres to train on (default: DATA/annotations.jsonl; derive "
+        "them with 'captchalab annotate-centres')", "FILE", data=True),)
     decoder = "heatmap"
     class_outputs = ("head.1",)
     needs_centres = True

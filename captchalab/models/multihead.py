@@ -42,6 +42,7 @@ class MultiHead(PositionalFamily):
     """Backbone -> context down to two columns -> global average + max pooling ->
     ``length`` softmaxes."""
 
+    summary = "one softmax per position after global pooling, fixed length"
     schedule_scale = 2.0
 
     def __init__(self, num_classes: int, height: int, width: int, length: int,
@@ -77,6 +78,8 @@ class MultiHead(PositionalFamily):
 class SpatialMultiHead(MultiHead):
     """Backbone -> context while a column per character is left -> the whole map flattened
     (layout kept) -> ``length`` softmaxes."""
+
+    summary = "one softmax per position over the flattened map, fixed length"
 
     @staticmethod
     def columns_kept(length: int) -> int:

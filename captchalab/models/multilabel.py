@@ -20,6 +20,7 @@ from captchalab.models.registry import register
 class MultiLabel(Family):
     """Backbone -> per-position symbol evidence -> global max pooling -> a logit per symbol."""
 
+    summary = "which characters are present, no order"
     decoder = "presence"
     class_outputs = ("evidence.2",)
 

@@ -1,4 +1,8 @@
-"""Model families by name: ``build("crnn", ...)``. A new family is one module that registers."""
+"""Model families by name: ``build("crnn", ...)``. A new family is one module that registers.
+
+The registry is the one list of families: help texts, ``compare``'s default families, the
+CLI's family options and the tests all read it.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +29,19 @@ def register(name: str) -> Callable[[T], T]:
     return add
 
 
+def list_families() -> list[str]:
+    """Every registered family, in registration order (the default, crnn, first)."""
+    return list(FAMILIES)
+
+
+def describe_families() -> str:
+    """``name (summary), ...`` of every family, for help texts."""
+    return ", ".join(f"{name} ({cls.summary})" for name, cls in FAMILIES.items())
+
+
 def family_class(name: str) -> type[Family]:
     if name not in FAMILIES:
-        known = ", ".join(sorted(FAMILIES)) or "none"
+        known = ", ".join(FAMILIES) or "none"
         raise ValueError(f"unknown model family {name!r} (known: {known})")
     return FAMILIES[name]
 
@@ -46,7 +60,11 @@ def build(name: str, **config) -> Family:
 
 def options_for(name: str, options: dict) -> dict:
     """The subset of ``options`` that family ``name`` takes (e.g. ``slices`` only for slice)."""
-    cls = family_class(name)
-    taken = set(inspect.signature(cls).parameters) | set(
-        inspect.signature(cls.configure).parameters)
+    taken = {option.name for option in family_class(name).options}
     return {key: value for key, value in options.items() if key in taken}
+
+
+def families_taking(option: str) -> list[str]:
+    """The families that take the family option ``option``."""
+    return [name for name, cls in FAMILIES.items()
+            if any(o.name == option for o in cls.options)]

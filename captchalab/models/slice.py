@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from captchalab.models.backbone import DEFAULT_WIDTHS, Backbone
-from captchalab.models.family import ClassifierHead, DataShape, PositionalFamily
+from captchalab.models.family import (
+    ClassifierHead,
+    DataShape,
+    FamilyOption,
+    PositionalFamily,
+    parse_numbers,
+)
 from captchalab.models.registry import register
 
 
@@ -23,10 +29,10 @@ def slice_fractions(boundaries: list[float] | None, length: int, source_width: f
     if not boundaries:
         return [i / length for i in range(1, length)]
     if len(boundaries) != length - 1:
-        raise ValueError(f"--slices needs {length - 1} boundaries for {length}-character "
+        raise ValueError(f"`slices` needs {length - 1} boundaries for {length}-character "
                          f"labels, got {len(boundaries)}")
     if any(b <= a for a, b in zip([0.0, *boundaries], [*boundaries, source_width])):
-        raise ValueError(f"--slices must increase within the image width ({source_width:.0f} "
+        raise ValueError(f"`slices` must increase within the image width ({source_width:.0f} "
                          f"pixels), got {','.join(f'{b:g}' for b in boundaries)}")
     return [round(b / source_width, 5) for b in boundaries]
 
@@ -34,6 +40,11 @@ def slice_fractions(boundaries: list[float] | None, length: int, source_width: f
 @register("slice")
 class SliceClassifier(PositionalFamily):
     """Each slice is resized to one common width, then backbone -> flattened map -> softmax."""
+
+    summary = "one shared classifier per slice of the image, fixed length"
+    options = (FamilyOption(
+        "slices", "boundaries in pixels of the original images (default: equal slices), "
+        "e.g. 54,110,170,215,262", "X1,X2,...", parse_numbers),)
 
     def __init__(self, num_classes: int, height: int, width: int, length: int,
                  slices: list[float], hidden: int = 256, dropout: float = 0.3,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,3 @@ class DecodingSettings:
     beam_width: int = 8
     length: int | None = None
     threshold: float = 0.5
-
-    @classmethod
-    def from_metadata(cls, metadata: dict) -> DecodingSettings:
-        stored = metadata.get("decoding", {})
-        return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from captchalab.runtime.artifact import METADATA_KEY, ModelFileError, parse_metadata
+from captchalab.runtime.model_file import METADATA_KEY, ModelCard, ModelFileError
 
 
 def session_options(threads: int | None = None):
@@ -33,7 +33,7 @@ def providers_for(device: str) -> list[str]:
 
     available = ort.get_available_providers()
     if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
-        raise ValueError("--device cuda was asked for but onnxruntime has no CUDA provider")
+        raise ValueError("`device` cuda was asked for but onnxruntime has no CUDA provider")
     if device != "cpu" and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
@@ -58,17 +58,17 @@ class OnnxBackend:
         if raw is None:
             raise ModelFileError(f"{path}: ONNX file without captchalab metadata; export it "
                                  "with 'captchalab export'")
-        self.metadata = parse_metadata(raw, path)
+        self.card = ModelCard.from_json(raw, path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise ModelFileError(f"{path}: expected one input, the ONNX model has {len(inputs)}")
         self.input_name = inputs[0].name
         shape = inputs[0].shape
-        pre = self.metadata["preprocessing"]
-        if len(shape) != 4 or list(shape[1:]) != [1, pre["height"], pre["width"]]:
+        pre = self.card.preprocessing
+        if len(shape) != 4 or list(shape[1:]) != [1, pre.height, pre.width]:
             raise ModelFileError(
                 f"{path}: the ONNX input has shape {shape}, the metadata's preprocessing "
-                f"gives (N, 1, {pre['height']}, {pre['width']})")
+                f"gives (N, 1, {pre.height}, {pre.width})")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]

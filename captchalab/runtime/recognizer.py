@@ -1,18 +1,32 @@
-"""``Recognizer``: load a model file once, then read captchas from any image source."""
+"""``Recognizer``: load a model file once, then read captchas from any image source.
+
+The Recognizer is the one door to a trained model: the CLI, the service, the export's
+parity check, evaluation and the centre annotation tool all read through it.
+
+- ``predict(images)`` reads one image or a list; with ``errors="return"`` a bad image gives
+  an :class:`ImageFailure` in its place and the others are still read.
+- ``read_folder(DATA)`` reads a labelled folder (labels folded as the model was trained).
+- ``prepare(image)`` and ``read(pixels)`` split reading in two for callers that batch
+  images from several sources into one forward pass (the service's micro-batcher).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from captchalab.data.alphabet import Alphabet
-from captchalab.data.preprocess import ImageInput, Preprocessing
-from captchalab.runtime.artifact import ModelFileError, load_model_file
+from captchalab.data.dataset import LabelledFolder, Sample, read_labelled_folder
+from captchalab.data.preprocess import ImageError, ImageInput, Preprocessing
+from captchalab.runtime import ctc
 from captchalab.runtime.decoded import DecodingSettings
-from captchalab.runtime.decoders import get_decoder
+from captchalab.runtime.decoders import Decoder, Reading, get_decoder
+from captchalab.runtime.model_file import ModelCard, ModelFileError, load_model_file
 
 Backend = Callable[[np.ndarray], np.ndarray]  # normalised batch -> raw network outputs
 
@@ -26,14 +40,18 @@ class Prediction:
     """What the model reads in one image.
 
     ``characters`` is the text for families that read order; for the multilabel family
-    (``ordered`` false) it is the set of symbols present, in alphabet order, and ``text``
-    refuses to invent a string from it.
+    (``reading.ordered`` false) it is the set of symbols present, in alphabet order, and
+    ``text`` refuses to invent a string from it.
     """
 
     characters: str
     confidence: float  # probability of the whole reading
     char_confidences: tuple[float, ...]  # probability of each character
-    ordered: bool = True
+    reading: Reading
+
+    @property
+    def ordered(self) -> bool:
+        return self.reading.ordered
 
     @property
     def text(self) -> str:
@@ -44,11 +62,43 @@ class Prediction:
         return self.characters
 
     def to_dict(self) -> dict:
-        if self.ordered:
-            return {"text": self.characters, "confidence": self.confidence,
-                    "char_confidences": list(self.char_confidences)}
-        return {"characters": dict(zip(self.characters, self.char_confidences)),
-                "confidence": self.confidence, "order": "unknown"}
+        return self.reading.as_dict(self.characters, self.confidence, self.char_confidences)
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An image that could not be read (``predict(..., errors="return")``), and why."""
+
+    error: Exception
+
+    def __str__(self) -> str:
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A known label aligned to a CTC model's output frames."""
+
+    frames: int  # output frames of the image
+    centres: tuple[float, ...]  # each character's centre, in frames
+    probability: float  # P(label | image), summed over its alignments
+
+
+@dataclass
+class FolderReading:
+    """A labelled folder read by a model: its samples with the prediction of each."""
+
+    folder: LabelledFolder
+    predictions: list[Prediction]
+    seconds: float  # reading time, decoding the files included
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self.folder.samples
+
+    @property
+    def truths(self) -> list[str]:
+        return self.folder.labels
 
 
 class Recognizer:
@@ -58,13 +108,11 @@ class Recognizer:
     >>> r.predict("a.png").text
     """
 
-    def __init__(self, metadata: dict, backend: Backend, path: str = "model") -> None:
+    def __init__(self, card: ModelCard, backend: Backend, path: str = "model") -> None:
         self.path = path
-        self.metadata = metadata
-        self.alphabet = Alphabet(metadata["alphabet"])
-        self.preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
-        self.decoding = DecodingSettings.from_metadata(metadata)
-        self.decoder = get_decoder(metadata.get("decoder", "ctc"))
+        self.card = card
+        self.alphabet = Alphabet(card.alphabet)
+        self.decoder: Decoder = get_decoder(card.decoder)
         self.backend = backend
 
     @classmethod
@@ -78,7 +126,7 @@ class Recognizer:
             from captchalab.runtime.onnx_backend import OnnxBackend
 
             backend = OnnxBackend(path, device, threads)
-            return cls(backend.metadata, backend, str(path))
+            return cls(backend.card, backend, str(path))
         model_file = load_model_file(path)
         try:
             from captchalab.runtime.torch_backend import TorchBackend
@@ -87,44 +135,118 @@ class Recognizer:
                 f"{path}: running a .safetensors model needs PyTorch (pip install "
                 "'captchalab[train]'); or export it with 'captchalab export' and use the "
                 ".onnx file") from None
-        return cls(model_file.metadata, TorchBackend(model_file, str(path), device), str(path))
+        return cls(model_file.card, TorchBackend(model_file, str(path), device), str(path))
 
     @property
     def family(self) -> str:
-        return self.metadata["family"]
+        return self.card.family
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.card.preprocessing
+
+    @property
+    def decoding(self) -> DecodingSettings:
+        """The decoding settings stored in the model file (tuned when it was trained)."""
+        return self.card.decoding
+
+    @property
+    def reading(self) -> Reading:
+        return self.decoder.reading
 
     @property
     def ordered(self) -> bool:
         """Whether the model reads strings (every family but multilabel)."""
         return self.decoder.ordered
 
+    # -- reading in two steps, for callers that batch images from many sources -----------
+    def prepare(self, image: ImageInput) -> np.ndarray:
+        """One image as the ``(H, W)`` uint8 pixels the model reads; ``ImageError`` if bad."""
+        return self.preprocessing.load(image)
+
     def outputs(self, pixels: np.ndarray) -> np.ndarray:
-        """Raw network outputs for ``(N, H, W)`` uint8 arrays from ``self.preprocessing.load``."""
+        """Raw network outputs for a ``(N, H, W)`` batch of prepared pixels."""
         return self.backend(self.preprocessing.normalize(pixels))
 
-    def predict_pixels(self, pixels: np.ndarray, decoding: DecodingSettings | None = None
-                       ) -> list[Prediction]:
-        """Predictions for ``(N, H, W)`` uint8 arrays from ``self.preprocessing.load``."""
+    def read(self, pixels: np.ndarray, decoding: DecodingSettings | None = None
+             ) -> list[Prediction]:
+        """Predictions for a ``(N, H, W)`` batch of prepared pixels."""
         return self.decode(self.outputs(pixels), decoding)
 
     def decode(self, outputs: np.ndarray, decoding: DecodingSettings | None = None
                ) -> list[Prediction]:
         return [Prediction(self.alphabet.decode(d.labels), d.confidence, d.char_confidences,
-                           self.decoder.ordered)
+                           self.reading)
                 for d in self.decoder(outputs, decoding or self.decoding)]
 
+    # -- reading in one step -------------------------------------------------------------
     def predict(
         self,
         images: ImageInput | Sequence[ImageInput],
         batch_size: int = 64,
         decoding: DecodingSettings | None = None,
-    ) -> Prediction | list[Prediction]:
-        """Read one image (path, bytes, PIL image or array) or a list of them, in batches."""
+        errors: Literal["raise", "return"] = "raise",
+    ) -> Prediction | ImageFailure | list[Prediction | ImageFailure]:
+        """Read one image (path, bytes, PIL image or array) or a list of them, in batches.
+
+        A bad image raises an :class:`ImageError` naming it, or with ``errors="return"``
+        gives an :class:`ImageFailure` in its place while the other images are read.
+        """
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
-        predictions: list[Prediction] = []
+        results: list[Prediction | ImageFailure] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            pixels = np.stack([self.preprocessing.load(item) for item in chunk])
-            predictions.extend(self.predict_pixels(pixels, decoding))
-        return predictions[0] if single else predictions
+            loaded: list[np.ndarray | ImageFailure] = []
+            for item in chunk:
+                try:
+                    loaded.append(self.prepare(item))
+                except (ImageError, OSError) as error:
+                    if errors == "raise":
+                        where = f"{item}: " if isinstance(item, (str, Path)) else ""
+                        raise type(error)(f"{where}{error}") from None
+                    loaded.append(ImageFailure(error))
+            good = [array for array in loaded if not isinstance(array, ImageFailure)]
+            readings = iter(self.read(np.stack(good), decoding) if good else [])
+            results.extend(x if isinstance(x, ImageFailure) else next(readings) for x in loaded)
+        return results[0] if single else results
+
+    def read_folder(self, data_dir: str | Path, batch_size: int = 64,
+                    decoding: DecodingSettings | None = None, skip_bad: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> FolderReading:
+        """Read every image of a labelled folder (labels case-folded if the model was
+        trained so); bad files are one error unless ``skip_bad``. ``progress(done, total)``
+        is called after each batch."""
+        folder = read_labelled_folder(data_dir, case_insensitive=self.card.data.case_insensitive)
+        folder.raise_if_bad(skip_bad)
+        predictions: list[Prediction] = []
+        started = time.perf_counter()
+        for start in range(0, len(folder.samples), batch_size):
+            chunk = [s.path for s in folder.samples[start : start + batch_size]]
+            predictions.extend(self.predict(chunk, batch_size, decoding))
+            if progress:
+                progress(len(predictions), len(folder.samples))
+        return FolderReading(folder, predictions, time.perf_counter() - started)
+
+    def align(self, images: Sequence[ImageInput], labels: Sequence[str],
+              batch_size: int = 64) -> list[Alignment | None]:
+        """Each known label aligned to the output frames of its image (CTC models only);
+        ``None`` for a label longer than the image has frames."""
+        if self.decoder.name != "ctc":
+            raise ModelFileError(f"{self.path}: aligning labels needs a CTC model (family "
+                                 f"crnn), this one is {self.family}")
+        alignments: list[Alignment | None] = []
+        for start in range(0, len(images), batch_size):
+            pixels = np.stack([self.prepare(i) for i in images[start : start + batch_size]])
+            outputs = self.outputs(pixels).astype(np.float64)
+            for log_probs, label in zip(outputs, labels[start : start + batch_size]):
+                indices = self.alphabet.encode(label)
+                if len(indices) > len(log_probs):
+                    alignments.append(None)
+                    continue
+                spans = ctc.align(log_probs, indices)
+                centres = tuple(ctc.centre_of(log_probs[:, i], span)
+                                for i, span in zip(indices, spans))
+                probability = float(np.exp(ctc.sequence_log_prob(log_probs, indices)))
+                alignments.append(Alignment(len(log_probs), centres, probability))
+        return alignments

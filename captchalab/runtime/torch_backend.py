@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from captchalab.runtime.artifact import ModelFile, ModelFileError
+from captchalab.runtime.model_file import ModelFile, ModelFileError
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -13,7 +13,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
+        raise ValueError("`device` cuda was asked for but no CUDA device is available")
     return torch.device(device)
 
 
@@ -21,9 +21,9 @@ def build_model(model_file: ModelFile, path: str = "model") -> torch.nn.Module:
     """The family's network with the file's weights, checked name by name and shape by shape."""
     from captchalab.models import build
 
-    metadata = model_file.metadata
+    card = model_file.card
     try:
-        model = build(metadata["family"], **metadata["config"])
+        model = build(card.family, **card.config)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: cannot build the model it describes ({error})") from None
     expected = model.state_dict()
@@ -31,7 +31,7 @@ def build_model(model_file: ModelFile, path: str = "model") -> torch.nn.Module:
     unexpected = sorted(set(model_file.tensors) - set(expected))
     if missing or unexpected:
         raise ModelFileError(
-            f"{path}: weights do not match the {metadata['family']} model "
+            f"{path}: weights do not match the {card.family} model "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     for name, tensor in expected.items():

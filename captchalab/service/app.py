@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -151,8 +152,9 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
         for model in models:
             await model.batcher.stop()
 
-    app = FastAPI(title="captchalab", version=__version__, lifespan=lifespan,
-                  description="Read text captchas with models trained by captchalab.")
+    # the docs pages' scripts and styles come from the package, not a CDN: /docs works offline
+    app = FastAPIOffline(title="captchalab", version=__version__, lifespan=lifespan,
+                         description="Read text captchas with models trained by captchalab.")
     app.add_middleware(BodyGuard, max_bytes=limits.max_request_bytes,
                        timeout=limits.client_timeout)
 
@@ -228,10 +230,10 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
         if len(uploads) > limits.max_batch:
             raise ClientError(413, f"{len(uploads)} images, the limit is {limits.max_batch} "
                                    "per request")
-        preprocessing = served.recognizer.preprocessing
+        recognizer = served.recognizer
 
         def prepare() -> np.ndarray:
-            return np.stack([preprocessing.load(decode_image(data, name, limits))
+            return np.stack([recognizer.prepare(decode_image(data, name, limits))
                              for name, data in uploads])
 
         with served.batcher.expecting():

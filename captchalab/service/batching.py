@@ -91,7 +91,7 @@ class MicroBatcher:
             pixels = np.stack([image for image, _ in live])
             try:
                 predictions = await loop.run_in_executor(
-                    self.executor, self.recognizer.predict_pixels, pixels)
+                    self.executor, self.recognizer.read, pixels)
             except Exception as error:  # reported to every waiting request, worker goes on
                 for _, future in live:
                     if not future.done():

@@ -6,14 +6,12 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from captchalab.data import IMAGE_SUFFIXES
-from captchalab.runtime.recognizer import Recognizer
+from captchalab.fileio import write_temporary
+from captchalab.runtime.recognizer import ImageFailure, Recognizer
 
 _TRAILING_NUMBER = re.compile(r"_\d+$")  # reserved: the data reader strips it from file names
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
@@ -40,13 +38,8 @@ def save_without_overwrite(data: bytes, folder: Path, stem: str, suffix: str) ->
     the name exists: concurrent writers (two browser tabs, two servers) never replace each
     other's files, and a reader never sees half a file.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".label-", suffix=".tmp", dir=folder)
+    temporary = write_temporary(folder / f"{stem}{suffix}", data, prefix="label")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
         n = 0
         while True:
             target = folder / f"{stem}{'' if n == 0 else f'_{n}'}{suffix}"
@@ -56,7 +49,7 @@ def save_without_overwrite(data: bytes, folder: Path, stem: str, suffix: str) ->
             except FileExistsError:
                 n += 1
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
 
 
 class LabelQueue:
@@ -74,19 +67,13 @@ class LabelQueue:
                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         self.unreadable: list[str] = []
         self.items: list[dict] = []
-        for start in range(0, len(paths), batch_size):
-            chunk, pixels = [], []
-            for path in paths[start : start + batch_size]:
-                try:
-                    pixels.append(recognizer.preprocessing.load(path))
-                    chunk.append(path)
-                except Exception:  # one bad file must not stop the page
-                    self.unreadable.append(path.name)
-            if not chunk:
+        readings = recognizer.predict(paths, batch_size, errors="return")
+        for path, p in zip(paths, readings):
+            if isinstance(p, ImageFailure):  # one bad file must not stop the page
+                self.unreadable.append(path.name)
                 continue
-            for path, p in zip(chunk, recognizer.predict_pixels(np.stack(pixels))):
-                self.items.append({"file": path.name, "guess": p.characters if p.ordered else "",
-                                   "confidence": round(p.confidence, 4)})
+            self.items.append({"file": path.name, "guess": p.characters if p.ordered else "",
+                               "confidence": round(p.confidence, 4)})
         self.items.sort(key=lambda item: (item["confidence"], item["file"]))
         self.paths = {path.name: path for path in paths}
         self.saved: dict[str, str] = {}  # saved file name -> source image name

@@ -34,7 +34,7 @@ def build_app(models: list[str], limits: dict | None = None, threads: int | None
     labels = None
     if label_dir:
         if not labelled_dir:
-            raise ValueError("--label-dir needs --labelled-dir, where labelled images go")
+            raise ValueError("`label_dir` needs `labelled_dir`, where labelled images go")
         labels = LabelQueue(served[0].recognizer, label_dir, labelled_dir)
     return create_app(served, limits_, labels)
 
@@ -56,10 +56,10 @@ def serve(models: list[str], host: str = "127.0.0.1", port: int = 8000, workers:
     import uvicorn
 
     if workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise ValueError("`workers` must be at least 1")
     if label_dir and workers > 1:
-        raise ValueError("the labelling page keeps its queue in one process; use --workers 1 "
-                         "with --label-dir")
+        raise ValueError("the labelling page keeps its queue in one process; use `workers` 1 "
+                         "with `label_dir`")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     limits = limits or Limits()
     settings = {"models": models, "limits": asdict(limits), "threads": threads,

@@ -1,17 +1,21 @@
-"""Training: the loop, its schedule, augmentation and curves.
+"""Training: the loop in parts (data, checkpoint, validation, schedule), and the recipes.
 
 ``TrainConfig`` is importable without torch; ``train`` and ``TrainResult`` load the trainer
 (and torch) on first use.
 """
 
-from captchalab.training.config import TrainConfig
+from captchalab.training.config import ConfigError, TrainConfig
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["ConfigError", "TrainConfig", "TrainResult", "train"]
 
 
 def __getattr__(name: str):
-    if name in ("TrainResult", "train"):
-        from captchalab.training import trainer
+    if name == "train":
+        from captchalab.training.recipes import train
 
-        return getattr(trainer, name)
+        return train
+    if name == "TrainResult":
+        from captchalab.training.trainer import TrainResult
+
+        return TrainResult
     raise AttributeError(f"module 'captchalab.training' has no attribute {name!r}")

@@ -1,4 +1,9 @@
-"""The training recipe's settings and defaults, importable without torch (the CLI shows them)."""
+"""The training recipe's settings and defaults, importable without torch (the CLI shows them).
+
+``TrainConfig.validate()`` holds every rule about which options go together; the CLI,
+restarts and self-training all call it. Its errors name options by their Python names in
+backticks (`` `max_minutes` ``), which the CLI shows as its flags (``--max-minutes``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ from dataclasses import dataclass, field
 
 from captchalab.data.preprocess import DEFAULT_HEIGHT
 
-TARGET_STEPS = 3000  # default schedule length when --epochs is not given
+TARGET_STEPS = 3000  # default schedule length when epochs is not given
 PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
-COMPARE_MODELS = ("crnn", "multihead", "multihead-spatial", "slice", "heatmap", "multilabel")
-AUDIT_SIZES = "25,50,100,200,400,all"
-AUDIT_MINUTES = 25.0  # the whole audit's training budget
-AUDIT_VAL_SPLIT = 0.2
+DEFAULT_PSEUDO_THRESHOLD = 0.9  # P(reading) a pseudo-label needs (self-training)
+DEFAULT_SELF_TRAINING_ROUNDS = 3
+
+
+class ConfigError(ValueError):
+    """Options that do not go together; the message names them in backticks."""
 
 
 @dataclass
@@ -20,7 +27,7 @@ class TrainConfig:
 
     model: str = "crnn"
     epochs: int | None = None  # None: TARGET_STEPS x the family's schedule_scale, 15..300 epochs
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # the whole run's time budget (a resumed run's too)
     batch_size: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
@@ -38,12 +45,77 @@ class TrainConfig:
     augment: bool = True
     decoding: str = "beam"
     beam_width: int = 8
-    centres: str | None = None  # annotations file for the heatmap family (default DATA/...)
+    model_options: dict = field(default_factory=dict)  # the family's: {"slices": [...]}, ...
+    # starting from another model (few labels)
     init: str | None = None  # start from this model file's weights (its preprocessing too)
+    pretrain: str | None = None  # first pretrain on this synthetic scheme (cached), then init
+    pretrain_steps: int = PRETRAIN_STEPS
     scheme: str | None = None  # train on this synthetic scheme, drawn on the fly
     stream_epoch: int = 4096  # synthetic images per epoch (each epoch draws fresh ones)
     stream_val: int = 512  # synthetic validation images (drawn once)
     freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
-    backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of --lr
-    model_options: dict = field(default_factory=dict)  # e.g. {"slices": [54, 110, ...]}
+    backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of learning_rate
+    # seed 002's recipes
+    restarts: tuple[int, ...] | None = None  # runs per stage, e.g. (20, 10, 1)
+    restart_epochs: tuple[int, ...] | None = None  # the epoch each stage but the last ends at
+    unlabelled: str | None = None  # self-train on the readings of this folder's images
+    pseudo_threshold: float = DEFAULT_PSEUDO_THRESHOLD
+    self_training_rounds: int = DEFAULT_SELF_TRAINING_ROUNDS
     stop_epoch: int | None = None  # pause after this epoch, checkpoint kept (staged restarts)
+
+    @property
+    def centres(self) -> str | None:
+        """The centres file a heatmap trains on, when one is given."""
+        return self.model_options.get("centres")
+
+    def validate(self, has_data: bool | None = None) -> TrainConfig:
+        """Raise a :class:`ConfigError` for options that do not go together; ``has_data``
+        says whether a labelled folder is given (``None``: not known here)."""
+        from captchalab.models import families_taking, family_class
+        from captchalab.runtime.decoders import get_decoder
+
+        family = family_class(self.model)
+        for name in self.model_options:
+            takers = families_taking(name)
+            if self.model not in takers:
+                raise ConfigError(f"`{name}` applies to the {' and '.join(takers) or 'no'} "
+                                  f"family, not {self.model}")
+        if has_data is not None and has_data == bool(self.scheme):
+            raise ConfigError("give a folder of labelled images or `scheme`, not both")
+        if self.pretrain and (self.init or self.scheme):
+            raise ConfigError("`pretrain` makes its own starting model: drop `init` and "
+                              "`scheme`")
+        if (self.deskew or self.invert) and (self.init or self.resume):
+            raise ConfigError("`init` and `resume` keep the preprocessing of the model they "
+                              "start from; `deskew` and `invert` apply to new runs")
+        if (self.init or self.pretrain) and self.resume:
+            raise ConfigError("`init` and `pretrain` start a new run; `resume` continues one")
+        if self.deskew and family.needs_centres:
+            raise ConfigError(f"`deskew` moves characters away from their annotated centres; "
+                              f"the {self.model} family trains on centres")
+        if self.restart_epochs and not self.restarts:
+            raise ConfigError("`restart_epochs` applies to `restarts`")
+        if self.restarts:
+            if self.scheme:
+                raise ConfigError("`restarts` ranks runs on a labelled folder's validation "
+                                  "images; it does not apply to `scheme`")
+            if self.max_minutes:
+                raise ConfigError("`restarts` stages runs by epoch: give `epochs`, not "
+                                  "`max_minutes`")
+            if self.val_split <= 0:
+                raise ConfigError("`restarts` ranks runs by validation loss: `val_split` must "
+                                  "be above 0")
+        if self.unlabelled:
+            if self.restarts or self.scheme or self.resume:
+                raise ConfigError("`unlabelled` trains new models on a labelled folder; "
+                                  "`restarts`, `scheme` and `resume` do not apply")
+            if not get_decoder(family.decoder).ordered:
+                raise ConfigError(f"the {self.model} family reads no strings to use as "
+                                  "labels; self-train a string-reading family")
+            if self.val_split <= 0:
+                raise ConfigError("self-training stops on held-out labelled images: "
+                                  "`val_split` must be above 0")
+            if not 0.0 <= self.pseudo_threshold < 1.0:
+                raise ConfigError(f"`pseudo_threshold` must be in [0, 1), got "
+                                  f"{self.pseudo_threshold}")
+        return self

@@ -78,6 +78,13 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return float(tensor.item())
 
+    def barrier(self) -> None:
+        """Wait until every process gets here. The run ends with one, after rank 0 has
+        written the model: a rank that left first and tore down the group while rank 0 was
+        still validating and writing aborted the whole command."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """The model whose backward pass averages gradients over the processes."""
         if not self.enabled:

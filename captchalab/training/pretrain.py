@@ -15,19 +15,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from captchalab.data import Sample, read_labelled_folder
+from captchalab.data import Sample, split_samples
 from captchalab.generators import load_scheme
-from captchalab.training.config import PRETRAIN_STEPS
+from captchalab.models import family_class
+from captchalab.reporting.progress import ProgressReporter
+from captchalab.training.config import TrainConfig
+from captchalab.training.data import FolderData
 from captchalab.training.distributed import refuse_under_torchrun
-from captchalab.training.progress import ProgressReporter
 from captchalab.training.synthetic import fit_scheme
 from captchalab.training.trainer import (
     CHECKPOINT_FILE,
     MODEL_FILE,
     StreamTarget,
-    TrainConfig,
     Trainer,
-    prepare_data,
+    read_training_folder,
 )
 
 PRETRAIN_VERSION = 1  # bump when the recipe changes, so old cache entries are not reused
@@ -45,18 +46,21 @@ def target_of(data_dir: str | Path, config: TrainConfig,
               split: tuple[list[Sample], list[Sample]] | None = None) -> StreamTarget:
     """The symbols, label lengths and fitted input of the real training images, prepared
     exactly as training on them will (same split, same fitted preprocessing)."""
-    folder = read_labelled_folder(data_dir, config.alphabet, config.case_insensitive)
-    folder.raise_if_bad(config.skip_bad)
-    data = prepare_data(folder, config, ProgressReporter(False), split=split)
+    folder = read_training_folder(data_dir, config, lambda _: None)
+    train, val = split or split_samples(folder.samples, config.val_split, config.seed)
+    data = FolderData.load(folder, train, val, config, ProgressReporter(False),
+                           needs_centres=False)
     return StreamTarget(data.alphabet, data.label_lengths, data.preprocessing)
 
 
-def pretrain_config(config: TrainConfig, scheme: str, steps: int = PRETRAIN_STEPS) -> TrainConfig:
+def pretrain_config(config: TrainConfig, scheme: str) -> TrainConfig:
     """The pretraining run's settings: the user's model, a stream of ``scheme``."""
-    epochs = max(1, round(steps * config.batch_size / config.stream_epoch))
-    return replace(config, scheme=scheme, epochs=epochs, max_minutes=None, init=None,
-                   resume=False, overwrite=True, freeze_epochs=0, backbone_lr=1.0,
-                   val_split=0.0)
+    epochs = max(1, round(config.pretrain_steps * config.batch_size / config.stream_epoch))
+    return replace(config, scheme=scheme, pretrain=None, epochs=epochs, max_minutes=None,
+                   init=None, resume=False, overwrite=True, freeze_epochs=0, backbone_lr=1.0,
+                   val_split=0.0, unlabelled=None, restarts=None, restart_epochs=None,
+                   model_options=family_class(config.model).network_options(
+                       config.model_options))
 
 
 def pretrained_path(scheme: str, target: StreamTarget, config: TrainConfig) -> Path:
@@ -75,12 +79,12 @@ def pretrained_path(scheme: str, target: StreamTarget, config: TrainConfig) -> P
 
 def pretrain(data_dir: str | Path, scheme: str, config: TrainConfig,
              log: Callable[[str], None] = print, show_progress: bool = True,
-             steps: int = PRETRAIN_STEPS,
              split: tuple[list[Sample], list[Sample]] | None = None) -> Path:
-    """The model file pretrained on ``scheme`` for the data in ``data_dir`` (cached)."""
-    refuse_under_torchrun("--pretrain")
+    """The model file pretrained on ``scheme`` for the data in ``data_dir`` (cached), with
+    ``config.pretrain_steps`` optimiser steps."""
+    refuse_under_torchrun("`pretrain`")
     target = target_of(data_dir, config, split)
-    settings = pretrain_config(config, scheme, steps)
+    settings = pretrain_config(config, scheme)
     folder = pretrained_path(scheme, target, settings)
     model_path = folder / MODEL_FILE
     if model_path.is_file() and not (folder / CHECKPOINT_FILE).is_file():

@@ -16,12 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from captchalab.data import split_samples
-from captchalab.evaluation.metrics import headline
 from captchalab.fileio import atomic_write_text
-from captchalab.runtime.artifact import ModelFileError
+from captchalab.models import family_class
+from captchalab.reporting.curves import plot_restarts
+from captchalab.reporting.progress import ProgressReporter
+from captchalab.runtime.decoders import get_decoder
+from captchalab.runtime.model_file import ModelFileError
 from captchalab.training.config import TrainConfig
+from captchalab.training.data import FolderData
 from captchalab.training.distributed import refuse_under_torchrun
-from captchalab.training.plots import plot_restarts
 from captchalab.training.trainer import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -29,6 +32,8 @@ from captchalab.training.trainer import (
     Trainer,
     TrainResult,
     copy_run,
+    planned_steps,
+    read_training_folder,
 )
 
 RUNS_FOLDER = "restarts"
@@ -51,9 +56,9 @@ class RestartPlan:
         epoch, the last at ``total_epochs``."""
         counts = tuple(int(n) for n in counts)
         if not counts or min(counts) < 1:
-            raise ValueError(f"--restarts needs whole numbers of at least 1, got {counts}")
+            raise ValueError(f"`restarts` needs whole numbers of at least 1, got {counts}")
         if any(later > earlier for earlier, later in zip(counts, counts[1:])):
-            raise ValueError(f"--restarts keeps the same or fewer runs at each stage, got "
+            raise ValueError(f"`restarts` keeps the same or fewer runs at each stage, got "
                              f"{','.join(map(str, counts))}")
         if stage_epochs is None:
             ends = [max(1, total_epochs >> (len(counts) - 1 - i)) for i in range(len(counts))]
@@ -62,12 +67,12 @@ class RestartPlan:
             if len(ends) == len(counts) - 1:
                 ends.append(total_epochs)
             if len(ends) != len(counts):
-                raise ValueError(f"--restart-epochs gives {len(ends)} stage end(s) for "
+                raise ValueError(f"`restart_epochs` gives {len(ends)} stage end(s) for "
                                  f"{len(counts)} stages: give one per stage but the last (it "
                                  "runs to the full schedule)")
             if ends[-1] != total_epochs:
                 raise ValueError(f"the last stage ends at the full schedule, epoch "
-                                 f"{total_epochs}; --restart-epochs says {ends[-1]}")
+                                 f"{total_epochs}; `restart_epochs` says {ends[-1]}")
         if any(b <= a for a, b in zip(ends, ends[1:])) or ends[0] < 1:
             raise ValueError(f"stage ends must grow from at least epoch 1 up to {total_epochs}, "
                              f"got {','.join(map(str, ends))}")
@@ -105,34 +110,30 @@ def _history(run_dir: Path) -> list[dict]:
 
 
 def train_with_restarts(
-    data_dir: str | Path, out_dir: str | Path, config: TrainConfig, counts: Sequence[int],
-    stage_epochs: Sequence[int] | None = None, log: Callable[[str], None] = print,
-    show_progress: bool = True,
+    data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+    log: Callable[[str], None] = print, show_progress: bool = True,
 ) -> RestartsResult:
-    """Staged restarts with seeds ``config.seed``, ``config.seed + 1``, ...; writes each run
-    into ``OUT/restarts/seed-N/``, the winner's model and curves into ``OUT``, and
-    ``restarts.json`` / ``restarts.png`` (every run's validation curves on one plot)."""
-    refuse_under_torchrun("--restarts")
+    """Staged restarts (``config.restarts`` runs per stage, ending at
+    ``config.restart_epochs``) with seeds ``config.seed``, ``config.seed + 1``, ...; writes
+    each run into ``OUT/restarts/seed-N/``, the winner's model and curves into ``OUT``, and
+    ``restarts.json`` / ``restarts.png`` (every run's validation curves on one plot). The
+    folder is read and decoded once; every run of every stage trains on the same images."""
+    refuse_under_torchrun("`restarts`")
+    config.validate(has_data=True)
     out = Path(out_dir)
-    if config.max_minutes:
-        raise ValueError("--restarts stages runs by epoch: give --epochs, not --max-minutes")
-    if config.scheme:
-        raise ValueError("--restarts ranks runs on a labelled folder's validation images; "
-                         "it does not apply to --scheme")
-    if config.val_split <= 0:
-        raise ValueError("--restarts ranks runs by validation loss: --val-split must be above 0")
     existing = out / MODEL_FILE
     if existing.exists() and not (config.resume or config.overwrite):
-        raise ModelFileError(f"{existing}: already exists; pass --resume to continue those "
-                             "restarts or --overwrite to replace them")
-    reader = Trainer(data_dir, out, config, log, show_progress)
-    folder = reader.read_folder()
-    split = split_samples(folder.samples, config.val_split, config.seed)
-    if not split[1]:
+        raise ModelFileError(f"{existing}: already exists; pass `resume` to continue those "
+                             "restarts or `overwrite` to replace them")
+    folder = read_training_folder(data_dir, config, log)
+    train, val = split_samples(folder.samples, config.val_split, config.seed)
+    if not val:
         raise ValueError(f"{data_dir}: too few images to hold out validation images for "
-                         "--restarts")
-    total = config.epochs or reader.planned_steps(len(split[0]))[0]
-    plan = RestartPlan.make(counts, stage_epochs, total)
+                         "`restarts`")
+    data = FolderData.load(folder, train, val, config, ProgressReporter(show_progress),
+                           needs_centres=family_class(config.model).needs_centres)
+    total = planned_steps(config, len(train))[0]
+    plan = RestartPlan.make(config.restarts or (1,), config.restart_epochs, total)
     alive = [config.seed + i for i in range(plan.counts[0])]
     stages: list[dict] = []
     results: dict[int, TrainResult] = {}
@@ -145,11 +146,11 @@ def train_with_restarts(
             run_dir = _run_dir(out, seed)
             resume = (run_dir / CHECKPOINT_FILE).is_file() and (stage > 0 or config.resume)
             run_config = replace(config, seed=seed, epochs=total, resume=resume,
-                                 overwrite=config.overwrite and not resume,
-                                 stop_epoch=None if end == total else end)
+                                 overwrite=config.overwrite and not resume, restarts=None,
+                                 restart_epochs=None, stop_epoch=None if end == total else end)
             results[seed] = Trainer(data_dir, run_dir, run_config,
                                     lambda line, seed=seed: log(f"seed {seed}: {line}"),
-                                    show_progress, split=split).run()
+                                    show_progress, data=data).run()
             last[seed] = _history(run_dir)[-1]
         ranked = rank_by_validation_loss(last)
         keep = plan.counts[stage + 1] if stage + 1 < len(plan.counts) else 1
@@ -166,8 +167,9 @@ def train_with_restarts(
             f"{spread['median']:.1%} (median) .. {spread['max']:.1%}; keeping seed(s) "
             f"{', '.join(map(str, ranked[:keep]))}")
         alive = ranked
+    reading = get_decoder(family_class(config.model).decoder).reading
     finalists = {s: results[s] for s in alive[: plan.counts[-1]]}
-    winner = max(finalists, key=lambda s: (headline(finalists[s].metrics),
+    winner = max(finalists, key=lambda s: (reading.headline(finalists[s].metrics),
                                            -(last[s].get("val_loss") or 0.0), -s))
     copy_run(_run_dir(out, winner), out)
     histories = {r["seed"]: _history(_run_dir(out, r["seed"])) for r in stages[0]["runs"]}
@@ -176,6 +178,9 @@ def train_with_restarts(
               "stages": stages, "winner": winner,
               "winner_metrics": finalists[winner].metrics}
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
-    result = replace(finalists[winner], model_path=out / MODEL_FILE)
+    first = stages[0]["val_accuracy"]
+    note = (f"restarts: {plan.counts[0]} seeds at epoch {plan.ends[0]} read {first['min']:.2%}"
+            f" .. {first['max']:.2%} of validation captchas; seed {winner} won")
+    result = replace(finalists[winner], model_path=out / MODEL_FILE,
+                     notes=[*finalists[winner].notes, note])
     return RestartsResult(result, winner, report)
-

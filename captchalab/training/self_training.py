@@ -16,19 +16,23 @@ from pathlib import Path
 
 from captchalab.data import IMAGE_SUFFIXES, DatasetError, Sample, split_samples
 from captchalab.data.preprocess import ImageError, open_image
-from captchalab.evaluation.metrics import headline
 from captchalab.fileio import atomic_write_text
 from captchalab.models import family_class
-from captchalab.runtime import Recognizer
-from captchalab.runtime.artifact import ModelFileError
-from captchalab.runtime.decoders import get_decoder
+from captchalab.reporting.progress import ProgressReporter
+from captchalab.runtime import ImageFailure, Recognizer
+from captchalab.runtime.model_file import ModelFileError
 from captchalab.training.config import TrainConfig
+from captchalab.training.data import FolderData, PixelCache
 from captchalab.training.distributed import refuse_under_torchrun
-from captchalab.training.trainer import MODEL_FILE, Trainer, TrainResult, copy_run
+from captchalab.training.trainer import (
+    MODEL_FILE,
+    Trainer,
+    TrainResult,
+    copy_run,
+    read_training_folder,
+)
 
 REPORT_FILE = "self_training.json"
-DEFAULT_THRESHOLD = 0.9  # P(reading) a pseudo-label needs
-DEFAULT_ROUNDS = 3
 
 
 @dataclass
@@ -58,8 +62,10 @@ def pseudo_labels(recognizer: Recognizer, images: list[tuple[Path, tuple[int, in
                   threshold: float, lengths: list[int]) -> list[Sample]:
     """The images the model reads with P(reading) >= ``threshold``, labelled by its reading;
     a reading of a length never seen in the labelled training data is left out."""
-    predictions = recognizer.predict([path for path, _ in images], batch_size=64)
+    predictions = recognizer.predict([path for path, _ in images], batch_size=64,
+                                     errors="return")
     return [Sample(path, p.text, size) for (path, size), p in zip(images, predictions)
+            if not isinstance(p, ImageFailure)
             if p.confidence >= threshold and len(p.text) in lengths]
 
 
@@ -72,65 +78,64 @@ def next_round(accuracies: list[float]) -> tuple[bool, int]:
 
 
 def self_train(
-    data_dir: str | Path, unlabelled_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-    threshold: float = DEFAULT_THRESHOLD, rounds: int = DEFAULT_ROUNDS,
+    data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     log: Callable[[str], None] = print, show_progress: bool = True,
     split: tuple[list[Sample], list[Sample]] | None = None,
 ) -> SelfTrainingResult:
     """Round 0 trains on the labelled folder; each further round retrains (same recipe,
-    same seed) on it plus the previous round's confident readings of ``unlabelled_dir``.
-    Writes ``OUT/round-N/`` per round, the best round's model into ``OUT`` and
-    ``self_training.json``. ``split`` fixes the labelled training and validation samples
-    instead of ``config.val_split``."""
-    refuse_under_torchrun("self-training (--unlabelled)")
+    same seed) on it plus the previous round's confident readings of ``config.unlabelled``
+    (at most ``config.self_training_rounds`` rounds, readings with P >=
+    ``config.pseudo_threshold``). Writes ``OUT/round-N/`` per round, the best round's model
+    into ``OUT`` and ``self_training.json``. ``split`` fixes the labelled training and
+    validation samples instead of ``config.val_split``. Each image is decoded once."""
+    refuse_under_torchrun("self-training (`unlabelled`)")
+    config.validate(has_data=True)
     out = Path(out_dir)
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"the pseudo-label threshold must be in [0, 1), got {threshold}")
-    if config.scheme or config.resume:
-        raise ValueError("self-training trains new models on a labelled folder; --scheme and "
-                         "--resume do not apply")
-    family = family_class(config.model)
-    if not get_decoder(family.decoder).ordered:
-        raise ValueError(f"the {config.model} family reads no strings to use as labels; "
-                         "self-train a string-reading family")
-    if config.val_split <= 0:
-        raise ValueError("self-training stops on held-out labelled images: --val-split must "
-                         "be above 0")
     existing = out / MODEL_FILE
     if existing.exists() and not config.overwrite:
-        raise ModelFileError(f"{existing}: already exists; pass --overwrite to replace it")
-    reader = Trainer(data_dir, out, config, log, show_progress)
-    train, val = split or split_samples(reader.read_folder().samples, config.val_split, config.seed)
+        raise ModelFileError(f"{existing}: already exists; pass `overwrite` to replace it")
+    folder = read_training_folder(data_dir, config, log)
+    train, val = split or split_samples(folder.samples, config.val_split, config.seed)
     if not val:
         raise ValueError(f"{data_dir}: too few images to hold out validation images")
-    images, unreadable = unlabelled_images(unlabelled_dir)
+    images, unreadable = unlabelled_images(config.unlabelled)
     log(f"{len(images)} unlabelled images" + (f" ({unreadable} unreadable, skipped)"
                                               if unreadable else ""))
+    threshold, cache = config.pseudo_threshold, PixelCache()
+    run_config = replace(config, unlabelled=None)
+    needs_centres = family_class(config.model).needs_centres
     lengths = sorted({len(s.label) for s in train})
     results: list[TrainResult] = []
     history: list[dict] = []
     pseudo: list[Sample] = []
-    for round_index in range(rounds + 1):
+    for round_index in range(config.self_training_rounds + 1):
         if round_index:
             recognizer = Recognizer.load(results[-1].model_path)
             pseudo = pseudo_labels(recognizer, images, threshold, lengths)
             log(f"round {round_index}: {len(pseudo)} of {len(images)} unlabelled images read "
                 f"with confidence >= {threshold}")
-        run_dir = out / f"round-{round_index}"
-        results.append(Trainer(data_dir, run_dir, config,
+        data = FolderData.load(folder, train + pseudo, val, run_config,
+                               ProgressReporter(show_progress), needs_centres=needs_centres,
+                               cache=cache)
+        results.append(Trainer(data_dir, out / f"round-{round_index}", run_config,
                                lambda line, r=round_index: log(f"round {r}: {line}"),
-                               show_progress, split=(train + pseudo, val)).run())
+                               show_progress, data=data).run())
+        accuracy = results[-1].reading.headline(results[-1].metrics)
         history.append({"round": round_index, "pseudo_labelled": len(pseudo),
-                        "val_accuracy": headline(results[-1].metrics),
-                        "metrics": results[-1].metrics})
+                        "val_accuracy": accuracy, "metrics": results[-1].metrics})
         go_on, best = next_round([h["val_accuracy"] for h in history])
-        log(f"round {round_index}: validation accuracy {history[-1]['val_accuracy']:.2%}"
+        log(f"round {round_index}: validation accuracy {accuracy:.2%}"
             + ("" if go_on else f", below round {best}'s: stopping"))
         if not go_on:
             break
     copy_run(out / f"round-{best}", out)
-    report = {"threshold": threshold, "rounds_asked": rounds, "unlabelled": len(images),
-              "unreadable": unreadable, "rounds": history, "best_round": best,
-              "dropped": not go_on}
+    report = {"threshold": threshold, "rounds_asked": config.self_training_rounds,
+              "unlabelled": len(images), "unreadable": unreadable, "rounds": history,
+              "best_round": best, "dropped": not go_on}
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
-    return SelfTrainingResult(replace(results[best], model_path=out / MODEL_FILE), best, report)
+    note = ("self-training: " + ", ".join(
+        f"round {r['round']} {r['val_accuracy']:.2%} ({r['pseudo_labelled']} pseudo-labels)"
+        for r in history) + f"; round {best} kept")
+    result = replace(results[best], model_path=out / MODEL_FILE,
+                     notes=[*results[best].notes, note])
+    return SelfTrainingResult(result, best, report)

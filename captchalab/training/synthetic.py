@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from captchalab.data import Alphabet, LabelledFolder, Preprocessing, Sample
-from captchalab.generators import Scheme, SchemeError
+from captchalab.data import Alphabet, Preprocessing
+from captchalab.generators import Scheme, SchemeError, render
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation images never repeat a training image
 
@@ -35,7 +33,7 @@ def draw(scheme: Scheme, preprocessing: Preprocessing, seed: int, start: int, co
     scale = (preprocessing.width / scheme.width, preprocessing.height / scheme.height)
     pixels, labels, centres = [], [], []
     for index in range(start, start + count):
-        item = scheme.render(seed=seed, index=index)
+        item = render(scheme, seed, index)
         pixels.append(preprocessing.load(item.image))
         labels.append(item.label)
         centres.append([(x * scale[0], y * scale[1]) for x, y in item.centres])
@@ -54,18 +52,6 @@ def fit_scheme(scheme: Scheme, alphabet: Alphabet | None, lengths: list[int] | N
                                   f"{scheme.length[0]} characters, the data has {span}")
             scheme = replace(scheme, length=span)
     return scheme
-
-
-def synthetic_samples(scheme: Scheme, labels: list[str]) -> list[Sample]:
-    """Stand-in samples (label and original size) for drawn images, which have no file."""
-    root = Path(scheme.source or scheme.name)
-    return [Sample(root / f"{i}", label, scheme.size) for i, label in enumerate(labels)]
-
-
-def synthetic_folder(scheme: Scheme, labels: list[str]) -> LabelledFolder:
-    """What the trainer records of its data: the scheme's name and fingerprint."""
-    return LabelledFolder(Path(scheme.source or scheme.name), synthetic_samples(scheme, labels),
-                          alphabet=Alphabet(scheme.alphabet), fingerprint=scheme.fingerprint())
 
 
 class SyntheticStream:
@@ -98,12 +84,3 @@ class SyntheticStream:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = None
-
-
-def padded_centres(centres: list[list[tuple[float, float]]], width: int) -> torch.Tensor:
-    """``(N, width, 2)`` centres, zero beyond each label's end."""
-    table = torch.zeros(len(centres), width, 2)
-    for i, points in enumerate(centres):
-        if points:
-            table[i, : len(points)] = torch.tensor(points, dtype=torch.float32)
-    return table

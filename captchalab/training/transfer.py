@@ -15,7 +15,7 @@ import torch
 
 from captchalab.data import Alphabet
 from captchalab.models import Family
-from captchalab.runtime.artifact import ModelFile, ModelFileError
+from captchalab.runtime.model_file import ModelFile, ModelFileError
 
 SIZE_KEYS = ("num_classes", "height", "width")  # may differ between the two models
 
@@ -30,10 +30,11 @@ class Transfer:
 
 def check_compatible(model: Family, source: ModelFile, path: str | Path) -> None:
     """A one-line error unless ``source`` has the family and layer sizes of ``model``."""
-    if source.family != model.family:
-        raise ModelFileError(f"{path}: is a {source.family} model; it cannot start a "
-                             f"{model.family} model (pass --model {source.family})")
-    theirs = {k: v for k, v in source.metadata["config"].items() if k not in SIZE_KEYS}
+    family = source.card.family
+    if family != model.family:
+        raise ModelFileError(f"{path}: is a {family} model; it cannot start a "
+                             f"{model.family} model (pass `model` {family})")
+    theirs = {k: v for k, v in source.card.config.items() if k not in SIZE_KEYS}
     ours = {k: v for k, v in model.config.items() if k not in SIZE_KEYS}
     differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if differing:
@@ -53,7 +54,7 @@ def transfer_weights(model: Family, source: ModelFile, alphabet: Alphabet,
                      path: str | Path = "the source model") -> Transfer:
     """Load ``source``'s weights into ``model`` (which reads ``alphabet``), in place."""
     check_compatible(model, source, path)
-    old = Alphabet(source.metadata["alphabet"])
+    old = Alphabet(source.card.alphabet)
     new_rows, old_rows = _class_rows(old, alphabet)
     state = model.state_dict()
     for name, target in state.items():

@@ -17,17 +17,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from captchalab.data import Sample, read_labelled_folder, split_samples
-from captchalab.evaluation.metrics import headline
-from captchalab.evaluation.reporting import machine, now, png_bytes, pyplot
+from captchalab.experiments import AUDIT_MINUTES, AUDIT_SEEDS, AUDIT_SIZES, AUDIT_VAL_SPLIT
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
+from captchalab.reporting.charts import machine, now, png_bytes, pyplot
+from captchalab.reporting.progress import ProgressReporter
 from captchalab.runtime.recognizer import Recognizer
-from captchalab.training.config import AUDIT_MINUTES, AUDIT_SIZES, AUDIT_VAL_SPLIT, TrainConfig
+from captchalab.training.config import TrainConfig
 from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.pretrain import pretrain as pretrain_model
-from captchalab.training.progress import ProgressReporter
-from captchalab.training.trainer import train
+from captchalab.training.recipes import train
+from captchalab.training.schedule import STARVED_SHARE
 
 LEVELS = (0.5, 0.9, 0.99)
+MIN_RUN_MINUTES = 0.005  # a run whose share of the budget is spent still gets a moment
 
 
 @dataclass
@@ -38,6 +40,13 @@ class AuditRun:
     char_accuracy: float | None
     minutes: float
     model_path: str
+    schedule_share: float = 1.0  # share of its planned optimiser steps the run did
+    budget_minutes: float = 0.0  # the share of the audit's budget it was given
+    # ran too few of its planned steps for its accuracy to say what the labels allow
+    starved: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.starved = self.schedule_share < STARVED_SHARE
 
 
 @dataclass
@@ -48,6 +57,8 @@ class AuditReport:
     labels_needed: dict[str, float | None]  # "90%": labels (interpolated), None = not reached
     confusions: list[dict] = field(default_factory=list)  # most confused (truth, reading)
     verdict: str = ""
+    starved_runs: int = 0  # runs stopped by the budget before half their schedule
+    minutes_needed: float | None = None  # budget that would let every run finish (estimate)
 
 
 def parse_sizes(text: str, available: int) -> list[int]:
@@ -59,7 +70,7 @@ def parse_sizes(text: str, available: int) -> list[int]:
             sizes.add(available)
             continue
         if not part.isdigit() or int(part) < 1:
-            raise ValueError(f"--sizes takes positive numbers or 'all', got {part!r}")
+            raise ValueError(f"`sizes` takes positive numbers or 'all', got {part!r}")
         sizes.add(min(int(part), available))
     return sorted(sizes)
 
@@ -73,6 +84,12 @@ def run_minutes(plan: Sequence[int], total: float) -> list[float]:
     """The budget split over the runs in proportion to the square root of their sizes."""
     weights = [math.sqrt(size) for size in plan]
     return [total * w / sum(weights) for w in weights]
+
+
+def next_budget(plan: Sequence[int], done: int, left: float) -> float:
+    """Run ``done``'s share of the ``left`` minutes, by the square root of the sizes still
+    to run: minutes that earlier runs did not need go to the later (larger) ones."""
+    return run_minutes(plan[done:], left)[0]
 
 
 def labels_needed(curve: Sequence[dict], level: float) -> float | None:
@@ -99,8 +116,15 @@ def confusion_pairs(truths: Sequence[str], readings: Sequence[str]) -> Counter:
     return pairs
 
 
-def verdict(curve: Sequence[dict], needed: dict[str, float | None]) -> str:
-    """The result for the scheme's owner, in one or two sentences."""
+def verdict(curve: Sequence[dict], needed: dict[str, float | None], starved: int = 0,
+            minutes_needed: float | None = None) -> str:
+    """The result for the scheme's owner, in one or two sentences; none when runs were
+    starved by the budget, since their low accuracy would read as a strong scheme."""
+    if starved:
+        return (f"No verdict: the budget was too small. {starved} run(s) stopped before half "
+                "of their training schedule, so their accuracy says nothing about what an "
+                "attacker with that many labels achieves. Run the audit again with a "
+                f"training budget of about {minutes_needed:.0f} minutes.")
     best = curve[-1]
     if needed["90%"] is not None:
         point = next(p for p in curve if p["mean"] >= 0.9)
@@ -115,8 +139,8 @@ def verdict(curve: Sequence[dict], needed: dict[str, float | None]) -> str:
 
 def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
           config: TrainConfig | None = None, max_minutes: float = AUDIT_MINUTES,
-          seeds: int = 3, pretrain: str | None = None, log: Callable[[str], None] = print,
-          show_progress: bool = True) -> AuditReport:
+          seeds: int = AUDIT_SEEDS, pretrain: str | None = None,
+          log: Callable[[str], None] = print, show_progress: bool = True) -> AuditReport:
     """Learning curve of ``config``'s recipe on ``data_dir``. With ``pretrain`` (a model file,
     or a synthetic scheme to pretrain on first, cached) every run starts from that model:
     the attacker who draws look-alike captchas before labelling real ones."""
@@ -130,7 +154,6 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
         raise ValueError(f"{data_dir}: too few images to hold out a validation set")
     plan = [(size, seed) for size in parse_sizes(sizes, len(pool))
             for seed in range(seeds_for(size, len(pool), seeds))]
-    minutes = run_minutes([size for size, _ in plan], max_minutes)
     init = None
     if pretrain:
         init = (pretrain if pretrain.endswith(".safetensors") else
@@ -138,22 +161,28 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
                                    split=(pool, val))))
     log(f"audit of {data_dir}: {len(plan)} runs on subsets of {len(pool)} training images, "
         f"{len(val)} validation images, {max_minutes:g} minutes of training in all")
-    runs, pairs = [], Counter()
+    runs, pairs, left = [], Counter(), max_minutes
+    sizes_planned = [size for size, _ in plan]
     reporter = ProgressReporter(show_progress)
-    with reporter.task("audit", len(plan)) as advance:
-        for (size, seed), budget in zip(plan, minutes):
+    with reporter.task("audit", max_minutes, percent=True) as advance:
+        for done, (size, seed) in enumerate(plan):
+            budget = max(next_budget(sizes_planned, done, left), MIN_RUN_MINUTES)
             subset = random.Random(f"{config.seed}:{size}:{seed}").sample(pool, size)
             run_dir = out_dir / "runs" / f"{size}-seed{seed}"
             run_config = replace(config, seed=seed, max_minutes=budget, init=init,
                                  overwrite=True, resume=False)
             result = train(data_dir, run_dir, run_config, log=lambda _: None,
                            show_progress=False, split=(subset, val))
-            run = AuditRun(size, seed, headline(result.metrics),
-                           result.metrics.get("char_accuracy"), round(result.minutes, 2),
-                           str(result.model_path))
+            run = AuditRun(size, seed, result.reading.headline(result.metrics),
+                           result.metrics.get(result.reading.char_metric),
+                           round(result.minutes, 2), str(result.model_path),
+                           round(result.steps / max(result.steps_planned, 1), 4),
+                           round(budget, 2))
             runs.append(run)
+            left = max(0.0, left - result.minutes)
             pairs += _confusions(result.model_path, val)
-            advance(status=f"{size} labels, seed {seed}: {run.accuracy:.1%}")
+            advance(to=max_minutes - left, status=f"{size} labels, seed {seed}: "
+                    f"{run.accuracy:.1%}" + (" (starved)" if run.starved else ""))
     report = summarise(runs, pairs)
     report.setting = {"data": str(data_dir), "train_pool": len(pool), "val_count": len(val),
                       "sizes": sizes, "seeds": seeds, "max_minutes": max_minutes,
@@ -177,10 +206,16 @@ def summarise(runs: Sequence[AuditRun], pairs: Counter) -> AuditReport:
     for size in sorted({r.size for r in runs}):
         values = [r.accuracy for r in runs if r.size == size]
         curve.append({"size": size, "mean": sum(values) / len(values), "min": min(values),
-                      "max": max(values), "runs": len(values)})
+                      "max": max(values), "runs": len(values),
+                      "starved": sum(r.starved for r in runs if r.size == size)})
     needed = {f"{level:.0%}": labels_needed(curve, level) for level in LEVELS}
     confusions = [{"truth": t, "read": r, "count": n} for (t, r), n in pairs.most_common(10)]
-    return AuditReport({}, list(runs), curve, needed, confusions, verdict(curve, needed))
+    starved = sum(r.starved for r in runs)
+    # each run's time for its whole schedule at the speed it trained, with a tenth to spare
+    minutes_needed = (math.ceil(1.1 * sum(r.minutes / max(r.schedule_share, 1e-3)
+                                          for r in runs)) if starved else None)
+    return AuditReport({}, list(runs), curve, needed, confusions,
+                       verdict(curve, needed, starved, minutes_needed), starved, minutes_needed)
 
 
 def write_audit(report: AuditReport, out_dir: Path) -> None:
@@ -197,10 +232,16 @@ def audit_markdown(report: AuditReport) -> str:
              f"{s['train_pool']}; model {s['model']}"
              + (f" pretrained on {s['pretrain']}" if s["pretrain"] else "")
              + f"; {s['max_minutes']:g} min of training in all; {s['machine']}; {s['date']}.",
-             "", "| labels | runs | whole-captcha accuracy (mean) | min | max |",
-             "|---|---|---|---|---|"]
+             "", "| labels | runs | whole-captcha accuracy (mean) | min | max | starved runs |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {p['size']} | {p['runs']} | {p['mean']:.1%} | {p['min']:.1%} | "
-              f"{p['max']:.1%} |" for p in report.curve]
+              f"{p['max']:.1%} | {p.get('starved', 0) or ''} |" for p in report.curve]
+    short = [r for r in report.runs if r.schedule_share < 1.0]
+    if short:
+        lines += ["", "Runs the budget stopped before their planned steps (a run that did "
+                  f"less than {STARVED_SHARE:.0%} is starved and allows no verdict): "
+                  + ", ".join(f"{r.size} labels seed {r.seed} {r.schedule_share:.0%}"
+                              + (" (starved)" if r.starved else "") for r in short) + "."]
     lines += ["", "| accuracy | labels needed |", "|---|---|"]
     largest = report.curve[-1]["size"]
     lines += [f"| {level} | {'more than ' + str(largest) if n is None else f'{n:g}'} |"

@@ -5,30 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def _edit_costs(a: str, b: str) -> list[list[int]]:
+    """Levenshtein table: ``costs[i][j]`` edits turn ``a[:i]`` into ``b[:j]``."""
+    costs = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(costs[i - 1][j] + 1, row[j - 1] + 1, costs[i - 1][j - 1] + (ca != cb)))
+        costs.append(row)
+    return costs
+
+
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance: insertions, deletions and substitutions turning ``a`` into ``b``."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    return _edit_costs(a, b)[-1][-1]
 
 
 def align(truth: str, reading: str) -> list[tuple[str, str]]:
     """A least-edit alignment as (true, read) character pairs; ``""`` stands for a character
     missing from the reading (true side) or read in excess (read side)."""
-    rows, columns = len(truth) + 1, len(reading) + 1
-    cost = [[0] * columns for _ in range(rows)]
-    for i in range(rows):
-        cost[i][0] = i
-    for j in range(columns):
-        cost[0][j] = j
-    for i in range(1, rows):
-        for j in range(1, columns):
-            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1,
-                             cost[i - 1][j - 1] + (truth[i - 1] != reading[j - 1]))
+    cost = _edit_costs(truth, reading)
     pairs, i, j = [], len(truth), len(reading)
     while i or j:
         if i and j and cost[i][j] == cost[i - 1][j - 1] + (truth[i - 1] != reading[j - 1]):
@@ -44,7 +40,8 @@ def align(truth: str, reading: str) -> list[tuple[str, str]]:
 
 
 def text_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
-    """``sequence_accuracy`` (whole captcha right), ``char_accuracy``, ``cer`` and ``count``.
+    """``sequence_accuracy`` (whole captcha right), ``sequence_accuracy_case_folded`` (right
+    but for upper/lower case), ``char_accuracy``, ``cer`` and ``count``.
 
     ``char_accuracy`` is 1 - edits / max(len(truth), len(prediction)) summed over images, so
     with equal lengths it is the share of positions read right; ``cer`` is edits per truth
@@ -54,12 +51,15 @@ def text_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[str,
         raise ValueError("truths and predictions differ in number")
     count = len(truths)
     if count == 0:
-        return {"sequence_accuracy": 0.0, "char_accuracy": 0.0, "cer": 0.0, "count": 0}
+        return {"sequence_accuracy": 0.0, "sequence_accuracy_case_folded": 0.0,
+                "char_accuracy": 0.0, "cer": 0.0, "count": 0}
     edits = [edit_distance(t, p) for t, p in zip(truths, predictions)]
+    folded = sum(t.lower() == p.lower() for t, p in zip(truths, predictions))
     longest = sum(max(len(t), len(p)) for t, p in zip(truths, predictions)) or 1
     truth_chars = sum(len(t) for t in truths) or 1
     return {
         "sequence_accuracy": sum(e == 0 for e in edits) / count,
+        "sequence_accuracy_case_folded": folded / count,
         "char_accuracy": 1.0 - sum(edits) / longest,
         "cer": sum(edits) / truth_chars,
         "count": count,
@@ -84,20 +84,3 @@ def set_metrics(truths: Sequence[str], predictions: Sequence[str], alphabet: Seq
         "per_label_accuracy": 1.0 - sum(wrong) / (count * max(len(alphabet), 1)),
         "count": count,
     }
-
-
-def reading_metrics(truths: Sequence[str], predictions: Sequence[str], ordered: bool,
-                    alphabet: Sequence[str]) -> dict[str, float]:
-    """Text metrics for families that read strings, set metrics for those that cannot."""
-    if ordered:
-        return text_metrics(truths, predictions)
-    return set_metrics(truths, predictions, alphabet)
-
-
-def headline(metrics: dict) -> float:
-    """The one number models are ranked by: whole-captcha (or exact-set) accuracy."""
-    return metrics.get("sequence_accuracy", metrics.get("exact_set_accuracy", 0.0))
-
-
-def is_right(truth: str, reading: str, ordered: bool) -> bool:
-    return truth == reading if ordered else set(truth) == set(reading)

@@ -1,33 +1,15 @@
-"""Training curves as a PNG."""
+"""A run's curves as PNG: loss and validation accuracy per epoch, and restarts side by side."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from captchalab.fileio import atomic_write_bytes
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, path: str | Path) -> Path:
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=100)
-    _pyplot().close(figure)
-    return atomic_write_bytes(path, buffer.getvalue())
+from captchalab.reporting.charts import pyplot, write_png
 
 
 def plot_curves(history: list[dict], path: str | Path) -> Path:
     """Loss (train/validation) and validation accuracy per epoch, written atomically."""
-    plt = _pyplot()
+    plt = pyplot()
 
     epochs = [h["epoch"] for h in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -44,14 +26,14 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01),
                       title="validation accuracy")
     accuracy_axis.legend()
-    return _save(figure, path)
+    return write_png(figure, path)
 
 
 def plot_restarts(histories: dict[int, list[dict]], winner: int, stage_ends: list[int],
                   path: str | Path) -> Path:
     """Every restart's validation loss and accuracy on one plot; the winner stands out and
     dashed lines mark where stages ended."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     for seed, history in sorted(histories.items(), key=lambda item: item[0] == winner):
         epochs = [h["epoch"] for h in history]
@@ -68,4 +50,4 @@ def plot_restarts(histories: dict[int, list[dict]], winner: int, stage_ends: lis
     accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.01),
                       title="validation accuracy")
     loss_axis.legend()
-    return _save(figure, path)
+    return write_png(figure, path)

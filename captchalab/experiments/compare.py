@@ -11,21 +11,20 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from captchalab.data import DatasetError, read_labelled_folder, split_samples
 from captchalab.data.annotations import ANNOTATIONS_FILE
-from captchalab.evaluation.metrics import headline
-from captchalab.evaluation.reporting import machine, now, png_bytes, pyplot
+from captchalab.data.centres import annotate_centres
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
-from captchalab.models import family_class, options_for
-from captchalab.runtime.artifact import ModelFileError
-from captchalab.runtime.centres import annotate_centres
+from captchalab.models import family_class, list_families, options_for
+from captchalab.reporting.charts import label_bars, machine, now, png_bytes, pyplot
+from captchalab.runtime.model_file import ModelFileError
 from captchalab.runtime.recognizer import Recognizer
-from captchalab.training.config import COMPARE_MODELS, TrainConfig
+from captchalab.training.config import TrainConfig
 from captchalab.training.distributed import refuse_under_torchrun
-from captchalab.training.trainer import train
+from captchalab.training.recipes import train
 
 SPEED_IMAGES = 256  # images read (repeating the validation set) to time each model
 
@@ -47,6 +46,7 @@ class Entry:
     last_accuracy: float | None = None  # the final epoch's, as logged during training
     model_path: str | None = None
     note: str = ""
+    warnings: list[str] = field(default_factory=list)  # an undertrained run, and why
     error: str | None = None
 
 
@@ -78,13 +78,15 @@ def _centres_for_heatmap(data_dir: Path, out_dir: Path, entries: dict[str, Entry
     return str(result.path), "centres derived from the crnn's CTC alignment"
 
 
-def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = COMPARE_MODELS,
+def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] | None = None,
             config: TrainConfig | None = None, log: Callable[[str], None] = print,
             show_progress: bool = True) -> list[Entry]:
-    """Train each of ``models`` on ``data_dir`` with ``config`` (same split, same budget)."""
+    """Train each of ``models`` (default: every registered family) on ``data_dir`` with
+    ``config`` (same split, same budget)."""
     refuse_under_torchrun("compare")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = config or TrainConfig()
+    models = list(models or list_families())
     for name in models:
         family_class(name)  # unknown names fail before any training
     order = list(dict.fromkeys(models))
@@ -100,21 +102,23 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] = C
         entry = Entry(name)
         entries[name] = entry
         try:
-            run_config = replace(config, model=name, overwrite=True, resume=False,
-                                 model_options=options_for(name, config.model_options))
+            options = options_for(name, config.model_options)
             if family_class(name).needs_centres:
                 centres, entry.note = _centres_for_heatmap(data_dir, out_dir, entries, config)
-                run_config = replace(run_config, centres=centres)
+                options = {**options, **({"centres": centres} if centres else {})}
+            run_config = replace(config, model=name, overwrite=True, resume=False,
+                                 model_options=options)
             result = train(data_dir, out_dir / name, run_config, log, show_progress)
         except (DatasetError, ModelFileError, ValueError) as error:
             entry.error = str(error)
             log(f"{name}: {error}")
             continue
         recognizer = Recognizer.load(result.model_path, device="cpu")
-        entry.accuracy = headline(result.metrics) if result.metrics else None
-        entry.accuracy_kind = "sequence" if recognizer.ordered else "exact set"
-        entry.char_accuracy = result.metrics.get(
-            "char_accuracy", result.metrics.get("per_label_accuracy"))
+        reading = recognizer.reading
+        entry.accuracy = reading.headline(result.metrics) if result.metrics else None
+        entry.accuracy_kind = "sequence" if reading.ordered else "exact set"
+        entry.char_accuracy = result.metrics.get(reading.char_metric)
+        entry.warnings = result.warnings
         entry.train_minutes = round(result.minutes, 2)
         entry.epochs, entry.best_epoch = result.epochs, result.best_epoch
         if result.history:
@@ -168,7 +172,12 @@ def comparison_table(entries: Sequence[Entry], setting: dict) -> str:
             f"| {e.model} | {_percent(e.accuracy)}{kind} | {_percent(e.char_accuracy)} | "
             f"{e.best_epoch or ''} | {_percent(e.last_accuracy)} | "
             f"{e.train_minutes:.1f} | {e.epochs} | {e.parameters / 1e6:.2f}M | "
-            f"{(e.file_bytes or 0) / 1e6:.2f} | {e.images_per_second:.0f} | {e.note} |")
+            f"{(e.file_bytes or 0) / 1e6:.2f} | {e.images_per_second:.0f} | "
+            f"{'; '.join(filter(None, [e.note, 'undertrained' if e.warnings else '']))} |")
+    warned = [e for e in entries if e.warnings]
+    if warned:
+        lines += ["", "Undertrained (its figures understate the family):"]
+        lines += [f"- {e.model}: {w}" for e in warned for w in e.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -177,10 +186,15 @@ def _chart(entries: Sequence[Entry]) -> bytes:
     done = [e for e in entries if not e.error]
     names = [e.model for e in done] or ["(none)"]
     figure, (accuracy_axis, speed_axis) = plt.subplots(1, 2, figsize=(11, 0.5 * len(names) + 1.6))
-    accuracy_axis.barh(names, [100 * (e.accuracy or 0) for e in done] or [0], color="tab:blue")
-    accuracy_axis.set(xlim=(0, 100), xlabel="validation accuracy, % (exact set for multilabel)")
-    speed_axis.barh(names, [e.images_per_second or 0 for e in done] or [0], color="tab:green")
-    speed_axis.set(xlabel="CPU images / s")
+    accuracy = [100 * (e.accuracy or 0) for e in done] or [0]
+    bars = accuracy_axis.barh(names, accuracy, color="tab:blue")
+    label_bars(accuracy_axis, bars, [f"{a:.1f}%" for a in accuracy] if done else ["no results"])
+    accuracy_axis.set(xlim=(0, 118), xlabel="validation accuracy, % (exact set for multilabel)")
+    accuracy_axis.set_xticks(range(0, 101, 20))
+    speed = [e.images_per_second or 0 for e in done] or [0]
+    bars = speed_axis.barh(names, speed, color="tab:green")
+    label_bars(speed_axis, bars, [f"{s:.0f}" for s in speed] if done else [""])
+    speed_axis.set(xlim=(0, max(speed) * 1.2 or 1), xlabel="CPU images / s")
     speed_axis.set_yticklabels([])
     for axis in (accuracy_axis, speed_axis):
         axis.invert_yaxis()

@@ -1,0 +1,1 @@
+"""Reporting: progress bars for long work and charts written as PNG files (one pyplot helper)."""
