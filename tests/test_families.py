@@ -176,3 +176,16 @@ def test_annotate_centres_needs_a_ctc_model_and_keeps_existing_files(family_mode
     assert "needs a CTC model" in capsys.readouterr().err
     assert main(["annotate-centres", str(trained_model), str(rings_train)]) == 1
     assert "--overwrite" in capsys.readouterr().err  # the generator's annotations stay
+
+
+def test_a_width_multiplier_widens_every_family():
+    from captchalab.models import list_families
+
+    shape = DataShape(7, 32, 124, (6,), 310.0)
+    for name in list_families():
+        base = build(name, **family_class(name).configure(shape))
+        wide = build(name, **family_class(name).configure(shape, width_multiplier=1.5))
+        assert wide.config["widths"] == [24, 48, 96, 192]
+        assert sum(p.numel() for p in wide.parameters()) > sum(
+            p.numel() for p in base.parameters())
+        assert wide(torch.zeros(2, 1, 32, 124)).shape == base(torch.zeros(2, 1, 32, 124)).shape

@@ -86,3 +86,82 @@ def test_generator_centres_are_read_and_scaled_to_the_model_input(rings_train):
     centres = data.training(0).centres
     assert torch.allclose(centres[index], expected, atol=1e-3)
     assert centres.shape == (len(data.train), 6, 2)
+
+
+def _stripes(count: int = 4) -> torch.Tensor:
+    images = torch.ones(count, 1, 32, 96)
+    images[:, :, 10:22, 20:30] = -1.0  # a dark glyph-like block on a light page
+    return images
+
+
+def test_captcha_augmentation_occludes_with_the_images_own_ink():
+    images = _stripes(32)
+    before = Augmentation(probability=0.0, noise=0.0)(images.clone(),
+                                                      torch.Generator().manual_seed(0))
+    out = Augmentation(probability=0.0, noise=0.0, lines=1.0)(
+        images.clone(), torch.Generator().manual_seed(0))  # the same draws, then a line
+    changed = out != before
+    assert changed.any(dim=(1, 2, 3)).float().mean() > 0.6  # a light line on white hides
+    for image, was, mask in zip(out, before, changed):  # in its own darkest or lightest
+        assert set(image[mask].tolist()) <= {was.min().item(), was.max().item()}
+
+
+def test_blur_and_elastic_warp_move_pixels_but_keep_the_page():
+    images = _stripes()
+    blurred = Augmentation(probability=1.0, rotation_degrees=0, shear=0, scale=(1, 1),
+                           shift=(0, 0), contrast=(1, 1), brightness=0, noise=0,
+                           blur=2.0)(images.clone(), torch.Generator().manual_seed(1))
+    assert blurred.std() < images.std() and blurred.shape == images.shape
+    warped = Augmentation(probability=0.0, noise=0.0, elastic=2.0)(
+        images.clone(), torch.Generator().manual_seed(2))
+    assert not torch.equal(warped, images)
+    assert (warped - images).abs().mean() < 0.2  # a small, smooth displacement
+    assert torch.isfinite(warped).all()
+
+
+def test_the_default_augmentation_draws_as_it_always_did():
+    """The captcha-shaped changes are off unless asked for: the same draws, the same images."""
+    images = torch.randn(3, 1, 32, 64)
+    plain = Augmentation()(images.clone(), torch.Generator().manual_seed(5))
+    explicit = Augmentation(elastic=0, blur=0, lines=0, dots=0, erase=0)(
+        images.clone(), torch.Generator().manual_seed(5))
+    assert torch.equal(plain, explicit)
+
+
+def test_the_weight_average_follows_the_weights_slowly():
+    from captchalab.training.averaging import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)  # warm-up decay (1 + 1) / (10 + 1)
+    assert average.model.weight[0, 0].item() == pytest.approx(1 - 2 / 11)
+    for _ in range(200):
+        average.update(model)
+    assert average.model.weight[0, 0].item() == pytest.approx(1.0, abs=1e-6)
+    assert not average.model.weight.requires_grad
+    with pytest.raises(ValueError, match="decay must be between 0 and 1"):
+        WeightAverage(model, decay=1.0)
+
+
+@pytest.mark.slow
+def test_a_paused_run_with_a_weight_average_resumes_exactly(tmp_path):
+    """The average is part of the checkpoint: paused and resumed, the kept model is the
+    one of a run that never stopped."""
+    import numpy as np
+
+    from captchalab.generators import generate
+    from captchalab.runtime.model_file import load_model_file
+
+    data = generate("rings", 100, tmp_path / "data", seed=5)
+    config = dict(epochs=3, seed=2, ema=0.99, augment_captcha=True)
+    straight = train(data, tmp_path / "straight", TrainConfig(**config), lambda _: None, False)
+    train(data, tmp_path / "paused", TrainConfig(**config, stop_epoch=1), lambda _: None, False)
+    resumed = train(data, tmp_path / "paused", TrainConfig(**config, resume=True),
+                    lambda _: None, False)
+    a, b = (load_model_file(r.model_path).tensors for r in (straight, resumed))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert resumed.metrics == straight.metrics

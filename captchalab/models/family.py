@@ -3,6 +3,7 @@ from, and the base class whose defaults a family overrides."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -10,6 +11,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from captchalab.models.backbone import DEFAULT_WIDTHS
 
 LABEL_SMOOTHING = 0.1  # seeds 001 and 004: cross-entropy with label smoothing
 
@@ -50,6 +53,11 @@ class FamilyOption:
     data: bool = False
 
 
+def scaled(size: int, multiplier: float) -> int:
+    """A layer size times ``multiplier``, a multiple of 4 (and at least 4)."""
+    return max(4, int(round(size * multiplier / 4)) * 4)
+
+
 def parse_numbers(text: str) -> list[float]:
     """``"54,110,170"`` -> ``[54.0, 110.0, 170.0]``; a ``ValueError`` on anything else."""
     try:
@@ -87,10 +95,18 @@ class Family(nn.Module):
         return {key: value for key, value in options.items() if key in names}
 
     @classmethod
-    def configure(cls, shape: DataShape, **options) -> dict:
-        """Constructor arguments for this data; ``options`` are the user's network options."""
-        return {"num_classes": shape.num_classes, "height": shape.height,
-                "width": shape.width, **options}
+    def configure(cls, shape: DataShape, width_multiplier: float = 1.0, **options) -> dict:
+        """Constructor arguments for this data; ``options`` are the user's network options.
+        ``width_multiplier`` scales the channels of the backbone and the head's hidden size
+        (rounded to multiples of 4)."""
+        config = {"num_classes": shape.num_classes, "height": shape.height,
+                  "width": shape.width, **options}
+        if width_multiplier != 1.0:
+            config["widths"] = [scaled(w, width_multiplier) for w in DEFAULT_WIDTHS]
+            hidden = inspect.signature(cls).parameters.get("hidden")
+            if hidden is not None:
+                config["hidden"] = scaled(hidden.default, width_multiplier)
+        return config
 
     def loss(self, outputs: torch.Tensor, targets: Targets) -> torch.Tensor:
         raise NotImplementedError

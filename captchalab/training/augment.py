@@ -1,4 +1,6 @@
-"""Batch augmentation on normalised tensors: small affine warp, brightness/contrast, noise."""
+"""Batch augmentation on normalised tensors: a small affine warp, brightness/contrast and
+noise, and optionally what captchas themselves do to glyphs: an elastic warp, blur, and
+occluding lines, dots and patches (each off when its setting is 0)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,16 @@ class Augmentation:
     brightness: float = 0.4  # in normalised units
     noise: float = 0.15  # max std of Gaussian noise, in normalised units
     probability: float = 0.8
+    elastic: float = 0.0  # largest displacement of a smooth random warp, in pixels
+    blur: float = 0.0  # largest Gaussian blur sigma, in pixels
+    lines: float = 0.0  # share of images that get a random occluding line
+    dots: float = 0.0  # share of images that get a sprinkle of dots
+    erase: float = 0.0  # share of images that get a small patch erased
+
+    @classmethod
+    def captcha(cls) -> Augmentation:
+        """The affine and photometric changes plus captcha-shaped ones."""
+        return cls(elastic=1.5, blur=1.0, lines=0.3, dots=0.3, erase=0.3)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator,
                  points: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,7 +62,11 @@ class Augmentation:
         if points is not None:
             move_points(points, theta, width, height)
         grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+        if self.elastic:
+            grid = grid + self._elastic(n, height, width, generator).to(grid)
         images = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+        if self.blur:
+            images = self._blur(images, uniform(0, self.blur) * chosen())
 
         contrast = (1 + (uniform(*self.contrast) - 1) * chosen()).view(n, 1, 1, 1)
         brightness = (uniform(-self.brightness, self.brightness) * chosen()).view(n, 1, 1, 1)
@@ -58,7 +74,64 @@ class Augmentation:
         images = (images - mean) * contrast.to(images) + mean + brightness.to(images)
         sigma = (uniform(0, self.noise) * chosen()).view(n, 1, 1, 1).to(images)
         noise = torch.randn(images.shape, generator=generator).to(images)
-        return images + noise * sigma
+        images = images + noise * sigma
+        if self.lines or self.dots or self.erase:
+            images = self._occlude(images, generator)
+        return images
+
+    def _elastic(self, n: int, height: int, width: int, generator: torch.Generator
+                 ) -> torch.Tensor:
+        """A smooth random displacement ``(N, H, W, 2)`` in grid units: random offsets on a
+        coarse grid (a knot every 8 pixels), upsampled."""
+        knots = (max(2, height // 8), max(2, width // 8))
+        coarse = (torch.rand(n, 2, *knots, generator=generator) * 2 - 1) * self.elastic
+        field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+        scale = torch.tensor([2.0 / width, 2.0 / height]).view(1, 2, 1, 1)
+        return (field * scale).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def _blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        """Each image blurred by a separable Gaussian of its own sigma (0: unchanged)."""
+        offsets = torch.arange(-2, 3, dtype=torch.float32)
+        kernels = torch.exp(-offsets[None] ** 2 / (2 * sigmas.clamp(min=1e-3)[:, None] ** 2))
+        kernels = torch.where(sigmas[:, None] > 0.05, kernels, (offsets == 0).float()[None])
+        kernels = (kernels / kernels.sum(dim=1, keepdim=True)).to(images)
+        n, _, height, width = images.shape
+        grouped = images.reshape(1, n, height, width)
+        grouped = F.conv2d(F.pad(grouped, (2, 2, 0, 0), mode="replicate"),
+                           kernels.view(n, 1, 1, 5), groups=n)
+        grouped = F.conv2d(F.pad(grouped, (0, 0, 2, 2), mode="replicate"),
+                           kernels.view(n, 1, 5, 1), groups=n)
+        return grouped.reshape(n, 1, height, width)
+
+    def _occlude(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Thin lines across the text, a sprinkle of dots, or a small erased patch, drawn in
+        the image's darkest or lightest value, as captcha noise is."""
+        n, _, height, width = images.shape
+        ink = torch.where(torch.rand(n, generator=generator) < 0.7,
+                          images.amin(dim=(1, 2, 3)), images.amax(dim=(1, 2, 3)))
+        ys = torch.arange(height, dtype=torch.float32).view(1, height, 1)
+        xs = torch.arange(width, dtype=torch.float32).view(1, 1, width)
+        masks = torch.zeros(n, height, width, dtype=torch.bool)
+
+        def draw(share: float) -> torch.Tensor:
+            return torch.rand(n, generator=generator) < share
+
+        if self.lines:  # a straight line, at most 2 px thick, across the whole width
+            y0, y1 = (torch.rand(2, n, 1, 1, generator=generator) * height)
+            thickness = 0.5 + torch.rand(n, 1, 1, generator=generator)
+            line = (ys - (y0 + (y1 - y0) * xs / width)).abs() < thickness
+            masks |= line & draw(self.lines).view(n, 1, 1)
+        if self.dots:  # about one pixel in 60
+            sprinkle = torch.rand(n, height, width, generator=generator) < 1 / 60
+            masks |= sprinkle & draw(self.dots).view(n, 1, 1)
+        if self.erase:  # a patch up to a sixth of the height and a tenth of the width
+            cy = torch.rand(n, 1, 1, generator=generator) * height
+            cx = torch.rand(n, 1, 1, generator=generator) * width
+            patch = ((ys - cy).abs() < height / 12) & ((xs - cx).abs() < width / 20)
+            masks |= patch & draw(self.erase).view(n, 1, 1)
+        masks = masks.unsqueeze(1).to(images.device)
+        return torch.where(masks, ink.view(n, 1, 1, 1).to(images), images)
 
 
 def move_points(points: torch.Tensor, theta: torch.Tensor, width: int, height: int) -> None:

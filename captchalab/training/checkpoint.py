@@ -38,6 +38,7 @@ class LoopState:
     best_score: tuple[float, float] = (-1.0, float("-inf"))  # (accuracy, -loss) of the best
     best_epoch: int | None = None
     ended: str = ""  # why the run ended: "schedule", "budget" or "paused" ("" while running)
+    average_updates: int = 0  # steps the weight average has seen (with ema)
 
 
 def torch_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -51,6 +52,7 @@ class Checkpoint:
     card: ModelCard
     model: dict[str, np.ndarray]
     best: dict[str, np.ndarray]
+    average: dict[str, np.ndarray]  # the weight average's state (empty without ema)
     optimizer: dict[int, dict[str, np.ndarray]]
     param_groups: list
     rng: np.ndarray | None
@@ -64,10 +66,13 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, best: dict[str, np.ndarray],
-                    optimizer: torch.optim.Optimizer, card: ModelCard, state: LoopState) -> Path:
+                    optimizer: torch.optim.Optimizer, card: ModelCard, state: LoopState,
+                    average: torch.nn.Module | None = None) -> Path:
     """Write the checkpoint atomically: a reader sees the previous one or this one."""
     tensors = {f"model.{k}": v for k, v in state_to_numpy(model).items()}
     tensors |= {f"best.{k}": v for k, v in best.items()}
+    if average is not None:
+        tensors |= {f"ema.{k}": v for k, v in state_to_numpy(average).items()}
     optimizer_state = optimizer.state_dict()
     for index, slots in optimizer_state["state"].items():
         for key, value in slots.items():
@@ -86,7 +91,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if saved.get("version") != CHECKPOINT_VERSION:
         raise ModelFileError(f"{path}: not a checkpoint this captchalab can resume (written by "
                              "another version); start a new run")
-    parts: dict[str, dict[str, np.ndarray]] = {"model": {}, "best": {}}
+    parts: dict[str, dict[str, np.ndarray]] = {"model": {}, "best": {}, "ema": {}}
     optimizer: dict[int, dict[str, np.ndarray]] = {}
     for name, value in loaded.tensors.items():
         kind, _, rest = name.partition(".")
@@ -97,5 +102,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
             optimizer.setdefault(int(index), {})[key] = value
     loop = dict(saved["loop"])
     loop["best_score"] = tuple(loop["best_score"])
-    return Checkpoint(loaded.card, parts["model"], parts["best"], optimizer,
+    return Checkpoint(loaded.card, parts["model"], parts["best"], parts["ema"], optimizer,
                       saved["param_groups"], loaded.tensors.get(RNG_TENSOR), LoopState(**loop))

@@ -43,6 +43,9 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False  # replace a model already in the output folder
     augment: bool = True
+    augment_captcha: bool = False  # also elastic warp, blur, occluding lines, dots, patches
+    ema: float | None = None  # keep an exponential moving average of the weights (decay)
+    width_multiplier: float = 1.0  # channels of the backbone and the heads, as a multiple
     decoding: str = "beam"
     beam_width: int = 8
     model_options: dict = field(default_factory=dict)  # the family's: {"slices": [...]}, ...

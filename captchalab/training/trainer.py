@@ -37,6 +37,7 @@ from captchalab.runtime.model_file import (
 )
 from captchalab.runtime.torch_backend import resolve_device, state_to_numpy
 from captchalab.training.augment import Augmentation
+from captchalab.training.averaging import WeightAverage
 from captchalab.training.checkpoint import (
     Checkpoint,
     LoopState,
@@ -112,6 +113,12 @@ class Run:
     validate_every: int
     best: dict[str, np.ndarray]  # the best epoch's weights
     decoding: DecodingSettings  # the best epoch's (tuned) decoding settings
+    average: WeightAverage | None = None  # with ema: the weights validated and kept
+
+    @property
+    def validated(self) -> Family:
+        """The model validation reads and the file keeps: the weight average, if any."""
+        return self.model if self.average is None else self.average.model
 
 
 def read_training_folder(data_dir: str | Path, config: TrainConfig,
@@ -262,8 +269,10 @@ class Trainer:
         if resumed is not None:
             model = build(resumed.card.family, **resumed.card.config)
         else:
-            settings = family.configure(data.shape(), **family.network_options(
-                config.model_options))
+            options = family.network_options(config.model_options)
+            if config.width_multiplier != 1.0:
+                options["width_multiplier"] = config.width_multiplier
+            settings = family.configure(data.shape(), **options)
             if source is not None:  # the source's layer sizes, this data's alphabet and length
                 inherited = {k: v for k, v in source.card.config.items() if k not in SIZE_KEYS}
                 settings = {**inherited, **settings}
@@ -298,6 +307,10 @@ class Trainer:
                      "the schedule done)")
         if self.distributed.rank:  # the same start as rank 0, then its own dropout
             torch.manual_seed(config.seed * 1_000 + self.distributed.rank + 7_919 * state.epoch)
+        average = WeightAverage(model, config.ema) if config.ema else None
+        if average is not None and resumed is not None and resumed.average:
+            average.model.load_state_dict(torch_state(resumed.average))
+            average.updates = state.average_updates
         params = sum(p.numel() for p in model.parameters())
         self.log(f"{data.train_count} training and {len(data.validation)} validation images, "
                  f"alphabet {len(data.alphabet)} symbols, input {data.preprocessing.height}x"
@@ -306,13 +319,16 @@ class Trainer:
                  + (f", {config.max_minutes:g} min budget" if budget else "")
                  + (f", {self.distributed.world_size} processes"
                     if self.distributed.enabled else ""))
+        augmentation = None
+        if config.augment:
+            augmentation = Augmentation.captcha() if config.augment_captcha else Augmentation()
         return Run(data, model, self.distributed.wrap(model, self.device), optimizer,
-                   Augmentation() if config.augment else None,
+                   augmentation,
                    Validator(data, model.decoder, decoding, self.device), progress, state,
                    epochs, total_steps,
                    validate_every=max(1, -(-VALIDATE_EVERY_IMAGES // max(1, data.train_count))),
                    best=dict(resumed.best) if resumed else state_to_numpy(model),
-                   decoding=resumed.card.decoding if resumed else decoding)
+                   decoding=resumed.card.decoding if resumed else decoding, average=average)
 
     # -- the loop -------------------------------------------------------------------------
     def _loop(self, run: Run) -> None:
@@ -377,6 +393,8 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
         run.optimizer.step()
+        if run.average is not None:
+            run.average.update(run.model)
         return loss.item()
 
     def _share(self, run: Run) -> float:
@@ -394,7 +412,7 @@ class Trainer:
     def _validate(self, run: Run, losses: list[float]) -> None:
         """Validate, write the curves' record, keep the epoch if it is the best, checkpoint."""
         state = run.state
-        validation, tuned = run.validator.epoch(run.model)
+        validation, tuned = run.validator.epoch(run.validated)
         state.history.append({
             "epoch": state.epoch, "step": state.step,
             "train_loss": float(np.mean(losses)) if losses else None,
@@ -407,26 +425,32 @@ class Trainer:
         score = (validation.get("val_accuracy", 0.0), -(validation.get("val_loss") or 0.0))
         if not run.validator.enabled or score > state.best_score:
             state.best_score, state.best_epoch, run.decoding = score, state.epoch, tuned
-            run.best = state_to_numpy(run.model)
+            run.best = state_to_numpy(run.validated)
             metrics = {k[len("val_"):]: v for k, v in validation.items()
                        if k.startswith("val_") and k not in ("val_loss", "val_accuracy")}
             save_model_file(self.out_dir / MODEL_FILE, run.best,
                             self._card(run, metrics, run.decoding))  # usable while training
         state.elapsed = run.progress.elapsed
+        self._save_checkpoint(run, run.decoding)
+
+    def _save_checkpoint(self, run: Run, decoding: DecodingSettings) -> None:
+        if run.average is not None:
+            run.state.average_updates = run.average.updates
         save_checkpoint(self.checkpoint_path, run.model, run.best, run.optimizer,
-                        self._card(run, {}, run.decoding), state)
+                        self._card(run, {}, decoding), run.state,
+                        None if run.average is None else run.average.model)
 
     # -- the final model ------------------------------------------------------------------
     def _finish(self, run: Run) -> TrainResult:
         """The best epoch read with the model file's decoder (tuned), saved once, with the
         curves, the summary and a warning when the run was too short to trust."""
         state = run.state
-        run.model.load_state_dict(torch_state(run.best))
-        metrics, decoding = run.validator.final(run.model)
+        self._save_checkpoint(run, decoding=run.decoding)  # records how the run ended
+        best = build(run.model.family, **run.model.config).to(self.device)
+        best.load_state_dict(torch_state(run.best))
+        metrics, decoding = run.validator.final(best)
         model_path = save_model_file(self.out_dir / MODEL_FILE, run.best,
                                      self._card(run, metrics, decoding))
-        save_checkpoint(self.checkpoint_path, run.model, run.best, run.optimizer,
-                        self._card(run, {}, decoding), state)  # records how the run ended
         plot_curves(state.history, self.out_dir / CURVES_FILE)
         reading = get_decoder(run.model.decoder).reading
         warnings = self._warnings(run, metrics, reading)

@@ -1,0 +1,115 @@
+"""Ablation of the default recipe's levers on the shared datasets, over repeated splits.
+
+Each variant is the default ``TrainConfig`` with a few settings changed; each runs on every
+dataset with every seed (the seed draws the validation split and the initialisation), and
+the table gives the mean and the worst whole-captcha accuracy over the seeds. Runs append
+to ``OUT/runs.jsonl`` as they finish, so an interrupted ablation continues where it stopped.
+
+    python benchmarks/recipe_ablation.py --out benchmarks/runs/ablation \\
+        --datasets sysu,swust_2019b --seeds 0,1 --variants baseline,ema,captcha_aug
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from captchalab.training import TrainConfig, train
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+VARIANTS: dict[str, dict] = {
+    "baseline": {},
+    "ema": {"ema": 0.999},
+    "captcha_aug": {"augment_captcha": True},
+    "ema+captcha_aug": {"ema": 0.999, "augment_captcha": True},
+    "height48": {"height": 48},
+    "width1.5": {"width_multiplier": 1.5},
+    "steps2x": {"epochs": "2x"},
+    "ema+captcha_aug+steps2x": {"ema": 0.999, "augment_captcha": True, "epochs": "2x"},
+    "no_augment": {"augment": False},
+}
+
+
+def settings(variant: str, seed: int, val_split: float, train_count: int) -> TrainConfig:
+    changes = dict(VARIANTS[variant])
+    if changes.get("epochs") == "2x":  # twice the default schedule's epochs
+        from captchalab.training.trainer import planned_steps
+
+        changes["epochs"] = 2 * planned_steps(TrainConfig(), train_count)[0]
+    return TrainConfig(seed=seed, val_split=val_split, overwrite=True, **changes)
+
+
+def run_one(variant: str, dataset: str, seed: int, val_split: float, out: Path) -> dict:
+    from captchalab.data import read_labelled_folder, split_samples
+
+    data = SHARED / dataset / "images"
+    train_count = len(split_samples(read_labelled_folder(data).samples, val_split, seed)[0])
+    config = settings(variant, seed, val_split, train_count)
+    started = time.perf_counter()
+    result = train(data, out / variant / f"{dataset}-seed{seed}", config,
+                   log=lambda _: None, show_progress=False)
+    return {"variant": variant, "dataset": dataset, "seed": seed,
+            "sequence_accuracy": result.metrics["sequence_accuracy"],
+            "sequence_accuracy_case_folded": result.metrics["sequence_accuracy_case_folded"],
+            "char_accuracy": result.metrics["char_accuracy"],
+            "val_count": result.metrics["count"], "best_epoch": result.best_epoch,
+            "epochs": result.epochs, "steps": result.steps,
+            "minutes": round((time.perf_counter() - started) / 60, 2),
+            "settings": VARIANTS[variant]}
+
+
+def table(rows: list[dict], variants: list[str], datasets: list[str]) -> str:
+    lines = ["| variant | " + " | ".join(f"{d} mean (worst)" for d in datasets)
+             + " | mean minutes |", "|---|" + "---|" * (len(datasets) + 1)]
+    for variant in variants:
+        cells, minutes = [], []
+        for dataset in datasets:
+            runs = [r for r in rows if r["variant"] == variant and r["dataset"] == dataset]
+            minutes += [r["minutes"] for r in runs]
+            accuracies = [r["sequence_accuracy"] for r in runs]
+            cells.append(f"{statistics.mean(accuracies):.2%} ({min(accuracies):.2%}), "
+                         f"{len(runs)} splits" if runs else "")
+        mean_minutes = f"{statistics.mean(minutes):.1f}" if minutes else ""
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {mean_minutes} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/ablation"))
+    parser.add_argument("--datasets", default="sysu,swust_2019b")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--val-split", type=float, default=0.2)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args()
+    datasets, variants = args.datasets.split(","), args.variants.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["variant"], r["dataset"], r["seed"]) for r in rows}
+    for variant in variants:
+        for dataset in datasets:
+            for seed in seeds:
+                if (variant, dataset, seed) in done:
+                    continue
+                row = run_one(variant, dataset, seed, args.val_split, args.out)
+                rows.append(row)
+                with log.open("a") as stream:
+                    stream.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "val_split": args.val_split, "seeds": seeds, "rows": rows}
+    (args.out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(table(rows, variants, datasets))
+
+
+if __name__ == "__main__":
+    main()
