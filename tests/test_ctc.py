@@ -41,7 +41,7 @@ def test_fixed_length_beam_prefers_a_labelling_of_that_length():
     probs = [[0.1, 0.8, 0.1], [0.5, 0.45, 0.05], [0.2, 0.7, 0.1]]
     log_probs = _log(probs)
     assert len(ctc.prefix_beam_search(log_probs, beam_width=8)) == 1
-    assert ctc.prefix_beam_search(log_probs, beam_width=8, length=2) == (1, 1)
+    assert ctc.prefix_beam_search(log_probs, beam_width=8, bounds=(2, 2)) == (1, 1)
 
 
 def test_alignment_and_confidences_point_at_the_right_frames():

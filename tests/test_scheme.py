@@ -131,7 +131,10 @@ def test_every_key_of_the_full_example_is_read():
     ('size = [120, 40]\nlength = 4\n', "alphabet is required"),
     ('size = [120]\nalphabet = "ab"\nlength = 4\n', "size must be two integers [x, y]"),
     ('size = [120, 40]\nalphabet = "ab"\nlength = 4.5\n', "length must be an integer"),
-    ('size = [120, 40]\nalphabet = "a/b"\nlength = 4\n', "alphabet must not contain"),
+    ('size = [120, 40]\nalphabet = "a b"\nlength = 4\n', "alphabet must not contain spaces"),
+    (MINIMAL + '[text]\nkind = "arithmetic"\n', "alphabet must hold every symbol of the "
+     "questions; add"),
+    (MINIMAL + '[text]\noperands = [1, 9]\n', 'text.operands applies to kind = "arithmetic"'),
     ('size = [120, 40]\nalphabet = "abca"\nlength = 4\n', "alphabet must not repeat"),
     (MINIMAL + '[glyphs]\ncolors = ["#000", "#12345"]\n',
      'glyphs.colors[1] must be a colour like "#1f3a93" or a grey level 0-255, got "#12345"'),
@@ -173,7 +176,7 @@ def test_load_scheme_by_path_with_a_font_beside_it(tmp_path):
 def test_missing_files_and_unknown_names_are_one_line_errors(tmp_path):
     with pytest.raises(SchemeError, match=r"nope\.toml: no such scheme file"):
         load_scheme(tmp_path / "nope.toml")
-    with pytest.raises(SchemeError, match=r"unknown captcha scheme 'nope' \(built-in: classic"):
+    with pytest.raises(SchemeError, match=r"unknown captcha scheme 'nope' \(built-in: arithmetic, classic"):
         load_scheme("nope")
     (tmp_path / "bad.toml").write_text(MINIMAL + "[glyphs]\nrotation = 400\n")
     with pytest.raises(ValueError, match=r"bad\.toml: glyphs\.rotation must be between"):

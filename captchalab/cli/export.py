@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from captchalab.cli.options import EXIT_ERROR, CommandError, stderr
+from captchalab.cli.options import (
+    EXIT_ERROR,
+    CommandError,
+    add_constraints,
+    constraints,
+    stderr,
+)
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -29,6 +35,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the check as one JSON object")
     p.add_argument("--overwrite", action="store_true", help="replace an existing ONNX file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_constraints(p, stored=True)
     p.set_defaults(run=run_export)
 
 
@@ -42,7 +49,7 @@ def run_export(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_suffix(".int8.onnx" if args.int8 else ".onnx")
     if out.exists() and not args.overwrite:
         raise CommandError(f"{out}: already exists; pass --overwrite to replace it")
-    export_onnx(args.model, out, args.int8)
+    export_onnx(args.model, out, args.int8, constraints(args))
     size = out.stat().st_size / 1e6
     if args.check is None:
         print(f"wrote {out} ({size:.2f} MB)")

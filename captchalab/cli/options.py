@@ -198,6 +198,45 @@ def add_decoding(p: argparse.ArgumentParser, device: str = "cpu") -> None:
     add_device(p, device)
 
 
+def lengths(text: str) -> int | tuple[int, int]:
+    """``4`` or ``4-6``: a length, or a (min, max) range."""
+    low, _, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a length such as 4 or 4-6, got {text!r}"
+                                         ) from None
+    if bounds[0] < 1 or bounds[1] < bounds[0]:
+        raise argparse.ArgumentTypeError(f"expected a length of at least 1, min <= max, got "
+                                         f"{text!r}")
+    return bounds[0] if bounds[0] == bounds[1] else bounds
+
+
+def add_constraints(p: argparse.ArgumentParser, stored: bool = False) -> None:
+    """What the site asks for, applied inside the decoder (README, 'Constrained reading')."""
+    group = p.add_argument_group(
+        "constrained reading",
+        "Applied inside the decoder: the reading is the most probable allowed one, and its "
+        "confidences are probabilities renormalised over what was allowed. "
+        + ("Stored in the model file as its defaults, which predict, evaluate and the "
+           "service apply unless a request says otherwise." if stored else
+           "A model file may hold defaults (train or export with --allowed ...); these "
+           "override them."))
+    group.add_argument("--allowed", metavar="SYMBOLS",
+                       help="only these symbols may be read, e.g. 0123456789")
+    group.add_argument("--length", type=lengths, metavar="N|MIN-MAX",
+                       help="read exactly N characters, or between MIN and MAX")
+    group.add_argument("--case", choices=("as-trained", "lower", "upper"),
+                       help="lower or upper: a symbol's two cases count as one, shown in that "
+                       "case (default: as trained)")
+
+
+def constraints(args: argparse.Namespace):
+    from captchalab.runtime.constraints import Constraints
+
+    return Constraints.make(args.allowed, args.length, args.case)
+
+
 def add_device(p: argparse.ArgumentParser, default: str = "cpu") -> None:
     p.add_argument("--device", default=default,
                    help="cpu, cuda or auto (a GPU when there is one) (default: %(default)s)")

@@ -9,7 +9,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from captchalab.cli.options import EXIT_ERROR, add_decoding, decoding, stderr
+from captchalab.cli.options import (
+    EXIT_ERROR,
+    add_constraints,
+    add_decoding,
+    constraints,
+    decoding,
+    stderr,
+)
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -25,6 +32,7 @@ def add(commands: argparse._SubParsersAction) -> None:
                    help="write errors.csv and an errors.png gallery of mistakes here")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files")
     add_decoding(p)
+    add_constraints(p)
     p.set_defaults(run=run_evaluate)
 
     p = commands.add_parser(
@@ -37,7 +45,11 @@ def add(commands: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, folders of images, or - for standard input")
     p.add_argument("--json", action="store_true", help="JSON lines with per-character confidences")
+    p.add_argument("--answer", action="store_true",
+                   help="also print the answer of an arithmetic reading (7+3=? -> 10); on by "
+                   "default for a model trained on arithmetic captchas")
     add_decoding(p)
+    add_constraints(p)
     p.set_defaults(run=run_predict)
 
 
@@ -47,7 +59,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     recognizer = Recognizer.load(args.model, device=args.device)
     result = evaluate(recognizer, args.data, args.batch_size, decoding(args, recognizer),
-                      skip_bad=args.skip_bad, show_progress=not args.json)
+                      skip_bad=args.skip_bad, show_progress=not args.json,
+                      constraints=constraints(args))
     if args.report:
         write_report(result, args.report)
     if args.json:
@@ -99,21 +112,39 @@ def run_predict(args: argparse.Namespace) -> int:
     if not recognizer.ordered and not args.json:
         stderr(f"captchalab: note: {recognizer.family} models tell which characters are "
                "present, not their order; printing each present character with its probability")
+    from captchalab.runtime.arithmetic import ExpressionError
+
+    answers = args.answer or recognizer.card.reads == "expression"
     failed = 0
     pending: list[tuple[str, object]] = []
+
+    def answer_of(name: str, reading) -> int | None:
+        try:
+            return reading.answer
+        except ExpressionError as error:
+            stderr(f"captchalab: note: {name}: no answer ({error})")
+            return None
 
     def flush() -> None:
         nonlocal failed
         readings = recognizer.predict([source for _, source in pending], args.batch_size,
-                                      settings, errors="return")
+                                      settings, errors="return", allowed=args.allowed,
+                                      length=args.length, case=args.case)
         for (name, _), reading in zip(pending, readings):
             if isinstance(reading, ImageFailure):  # one bad file must not stop the rest
                 stderr(f"captchalab: error: {name}: {reading}")
                 failed += 1
             elif args.json:
-                print(json.dumps({"path": name, **reading.to_dict()}))
+                row = {"path": name, **reading.to_dict()}
+                if answers and "answer" not in row:
+                    row["answer"] = answer_of(name, reading)
+                print(json.dumps(row, ensure_ascii=False))
             elif reading.ordered:
-                print(f"{name}\t{reading.text}\t{reading.confidence:.4f}")
+                line = f"{name}\t{reading.text}\t{reading.confidence:.4f}"
+                if answers:
+                    value = answer_of(name, reading)
+                    line += "\t" + ("" if value is None else str(value))
+                print(line)
             else:
                 present = " ".join(f"{c}:{p:.3f}" for c, p in
                                    zip(reading.characters, reading.char_confidences))

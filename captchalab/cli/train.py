@@ -13,8 +13,10 @@ from captchalab.cli.options import (
     POSITIVE,
     POSITIVE_INT,
     CommandError,
+    add_constraints,
     add_family_options,
     add_training_options,
+    constraints,
     counts,
     family_help,
     family_names,
@@ -52,6 +54,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help=family_help() + f" (default: {defaults.model}, or the "
                    "family of --init)")
     add_training_options(p)
+    add_constraints(p, stored=True)
     group = p.add_argument_group("starting from another model (few labels)")
     group.add_argument("--pretrain", metavar="SCHEME",
                        help="first pretrain on synthetic captchas of SCHEME (a built-in name "
@@ -116,7 +119,8 @@ def run_train(args: argparse.Namespace) -> int:
         restart_epochs=args.restart_epochs,
         unlabelled=str(args.unlabelled) if args.unlabelled else None,
         pseudo_threshold=args.pseudo_threshold,
-        self_training_rounds=args.self_training_rounds)
+        self_training_rounds=args.self_training_rounds,
+        constraints=constraints(args).to_dict())
     result = train(args.data, args.out, config, log=log, show_progress=not args.quiet)
     if result.reading is None:
         return 0  # under torchrun, rank 0 reports

@@ -91,9 +91,17 @@ def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
     raise TypeError(f"cannot read an image from {type(source).__name__}")
 
 
-def to_grey(image: Image.Image, background: int = 255) -> Image.Image:
+GREY_MODES = ("luma", "darkest")
+
+
+def to_grey(image: Image.Image, background: int = 255, mode: str = "luma") -> Image.Image:
     """Grey ('L') image; transparent pixels are laid over a plain ``background``, 16-bit and
-    integer images are scaled to 8 bits rather than clipped."""
+    integer images are scaled to 8 bits rather than clipped.
+
+    ``mode`` ``"luma"`` is the usual brightness; ``"darkest"`` takes each pixel's darkest
+    colour channel, so a pale coloured glyph on a white page (pale yellow is almost white
+    in brightness) keeps its contrast.
+    """
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -103,6 +111,8 @@ def to_grey(image: Image.Image, background: int = 255) -> Image.Image:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8))
+    if mode == "darkest" and image.mode not in ("L", "1"):
+        return Image.fromarray(np.asarray(image.convert("RGB")).min(axis=2))
     return image.convert("L")
 
 
@@ -110,8 +120,9 @@ def to_grey(image: Image.Image, background: int = 255) -> Image.Image:
 class Preprocessing:
     """Grey, resize to ``height`` x ``width``, then ``(pixel / 255 - mean) / std``.
 
-    ``invert`` turns light text on a dark page into dark on light first; ``deskew`` then
-    levels the text's midline and crops to a band of normalised text height (seed 002).
+    ``grey`` says how colour becomes grey; ``invert`` turns light text on a dark page into
+    dark on light; ``deskew`` then levels the text's midline and crops to a band of
+    normalised text height (seed 002).
     """
 
     height: int = DEFAULT_HEIGHT
@@ -121,6 +132,11 @@ class Preprocessing:
     background: int = 255
     invert: bool = False
     deskew: bool = False
+    grey: str = "luma"  # how colour becomes grey: "luma" or "darkest" (see to_grey)
+
+    def __post_init__(self) -> None:
+        if self.grey not in GREY_MODES:
+            raise ValueError(f"unknown grey mode {self.grey!r} (known: {', '.join(GREY_MODES)})")
 
     @classmethod
     def fit(
@@ -141,7 +157,7 @@ class Preprocessing:
 
     def load(self, source: ImageInput) -> np.ndarray:
         """One image as a ``(height, width)`` uint8 array: grey and resized."""
-        grey = to_grey(open_image(source), self.background)
+        grey = to_grey(open_image(source), self.background, self.grey)
         if self.invert:
             grey = ImageOps.invert(grey)
         if self.deskew:

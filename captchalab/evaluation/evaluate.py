@@ -12,10 +12,12 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from captchalab.data import Alphabet
 from captchalab.data.preprocess import open_image
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.reporting.charts import png_bytes, pyplot
 from captchalab.reporting.progress import ProgressReporter
+from captchalab.runtime.constraints import Constraints
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import Reading
 from captchalab.runtime.recognizer import Prediction, Recognizer
@@ -59,21 +61,28 @@ class Evaluation:
 
 def evaluate(recognizer: Recognizer, data_dir: str | Path, batch_size: int = 64,
              decoding: DecodingSettings | None = None, skip_bad: bool = False,
-             show_progress: bool = True) -> Evaluation:
+             show_progress: bool = True, constraints: Constraints | None = None) -> Evaluation:
     """Sequence/character accuracy (case-folded too), CER, count and images per second on
-    a labelled folder."""
+    a labelled folder, read under ``constraints`` if given."""
     with ProgressReporter(show_progress).task("evaluating", None) as advance:
         read = recognizer.read_folder(data_dir, batch_size, decoding, skip_bad,
-                                      progress=lambda done, total: advance(to=done, total=total))
+                                      progress=lambda done, total: advance(to=done, total=total),
+                                      constraints=constraints)
     reading, symbols = recognizer.reading, recognizer.alphabet.symbols
     truths, readings = read.truths, [p.characters for p in read.predictions]
+    case = constraints.case if constraints else "as-trained"
+    if case != "as-trained":  # readings come in that case: so do the labels they are held to
+        truths = [t.lower() if case == "lower" else t.upper() for t in truths]
+        symbols = "".join(dict.fromkeys(s.lower() if case == "lower" else s.upper()
+                                        for s in symbols))
     metrics = reading.metrics(truths, readings, symbols)
     metrics["images_per_second"] = round(len(truths) / read.seconds, 1) if read.seconds else 0.0
     metrics["skipped"] = len(read.folder.bad)
-    unknown = "".join(sorted({c for t in truths for c in recognizer.alphabet.unknown(t)}))
+    readable_alphabet = Alphabet(symbols)
+    unknown = "".join(sorted({c for t in truths for c in readable_alphabet.unknown(t)}))
     readable = None
     if unknown:
-        kept = [i for i, t in enumerate(truths) if not recognizer.alphabet.unknown(t)]
+        kept = [i for i, t in enumerate(truths) if not readable_alphabet.unknown(t)]
         readable = reading.metrics([truths[i] for i in kept], [readings[i] for i in kept],
                                    symbols)
     return Evaluation(metrics, [s.path for s in read.samples], truths, read.predictions,

@@ -47,8 +47,11 @@ def check_parity(reference: Recognizer, exported: Recognizer, data_dir: str | Pa
         return None if progress is None else (
             lambda done, total: progress(offset * total + done, 2 * total))
 
-    ours = reference.read_folder(data_dir, batch_size, skip_bad=skip_bad, progress=half(0))
-    theirs = exported.read_folder(data_dir, batch_size, skip_bad=skip_bad, progress=half(1))
+    constraints = exported.card.constraints  # the export's defaults apply to both readings
+    ours = reference.read_folder(data_dir, batch_size, skip_bad=skip_bad, progress=half(0),
+                                 constraints=constraints)
+    theirs = exported.read_folder(data_dir, batch_size, skip_bad=skip_bad, progress=half(1),
+                                  constraints=constraints)
     same, right_ref, right_exp, worst, differing = 0, 0, 0, 0.0, []
     for sample, a, b in zip(ours.samples, ours.predictions, theirs.predictions):
         if a.characters == b.characters:

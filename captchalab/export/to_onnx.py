@@ -18,10 +18,12 @@ import hashlib
 import io
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from captchalab.data.preprocess import Preprocessing
 from captchalab.fileio import atomic_write_bytes
+from captchalab.runtime.constraints import Constraints, symbol_groups
 from captchalab.runtime.model_file import METADATA_KEY, ExportFacts, load_model_file
 
 ONNX_OPSET = 17
@@ -56,21 +58,27 @@ def _quantize(model_bytes: bytes) -> bytes:
         return target.read_bytes()
 
 
-def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False) -> Path:
+def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False,
+                constraints: Constraints | None = None) -> Path:
     """Write ``out`` (atomically): the model at ``model_path`` as a self-contained ONNX file,
-    float32 or with ``int8`` weights for its MatMul/Gemm/LSTM layers."""
+    float32 or with ``int8`` weights for its MatMul/Gemm/LSTM layers. ``constraints`` become
+    the file's default constrained reading (over the source's own defaults)."""
     import onnx
 
     from captchalab.runtime.torch_backend import build_model
 
     model_path = Path(model_path)
     model_file = load_model_file(model_path)
+    card = model_file.card
+    if constraints is not None:
+        card = replace(card, constraints=constraints.merged_with(card.constraints))
+        symbol_groups(card.symbols, card.constraints)  # the model can read what is allowed
     graph = _torch_to_onnx(build_model(model_file, str(model_path)),
                            model_file.card.preprocessing)
     if int8:
         graph = _quantize(graph)
     model = onnx.load_from_string(graph)
-    card = model_file.card.with_export(ExportFacts(
+    card = card.with_export(ExportFacts(
         model_path.name, hashlib.sha256(model_path.read_bytes()).hexdigest(), ONNX_OPSET,
         bool(int8)))
     del model.metadata_props[:]

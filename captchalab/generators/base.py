@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import multiprocessing
 import random
@@ -10,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from captchalab.data.annotations import ANNOTATIONS_FILE, write_centres
-from captchalab.fileio import atomic_write_bytes
+from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.generators.drawing import Rendered, render_glyphs
 from captchalab.generators.png import encode_png
 from captchalab.generators.rings import render_rings
@@ -19,6 +21,7 @@ from captchalab.generators.scheme import Scheme, load_scheme, schemes
 __all__ = ["ANNOTATIONS_FILE", "Rendered", "generate", "render", "schemes"]
 
 CHUNK = 64  # images per task handed to a worker
+UNSAFE_IN_NAMES = set('/\\:*?"<>|')  # not in file names on every system
 
 
 def render(scheme: str | Path | Scheme, seed: int = 0, index: int = 0,
@@ -43,12 +46,19 @@ def _publish(path: Path, item: Rendered) -> None:
     atomic_write_bytes(path, encode_png(item.image), sync=False)
 
 
+def labels_in_names(scheme: Scheme) -> bool:
+    """Whether labels can be file names (``226md_3.png``): not when the alphabet has a symbol
+    unsafe in file names (``?`` of ``7+3=?``); the labels then go to ``labels.csv``."""
+    return not set(scheme.alphabet) & UNSAFE_IN_NAMES
+
+
 def _write_chunk(scheme: Scheme, seed: int, out: Path, start: int, stop: int) -> list[dict]:
     """Draw and write images ``start`` .. ``stop - 1``; their annotation rows."""
     rows = []
+    named = labels_in_names(scheme)
     for index in range(start, stop):
         item = render(scheme, seed, index)
-        name = f"{item.label}_{index}.png"
+        name = f"{item.label}_{index}.png" if named else f"{index:06d}.png"
         _publish(out / name, item)
         rows.append({
             "file": name, "label": item.label,
@@ -83,7 +93,8 @@ def _context() -> multiprocessing.context.BaseContext:
 
 def generate(scheme: str | Path | Scheme, count: int, out: str | Path, seed: int = 0,
              advance: Callable[[], None] | None = None, workers: int = 1) -> Path:
-    """Write ``count`` images ``<label>_<n>.png`` and ``annotations.jsonl`` into ``out``.
+    """Write ``count`` images ``<label>_<n>.png`` and ``annotations.jsonl`` into ``out``
+    (``<n>.png`` and ``labels.csv`` when labels hold symbols unsafe in file names).
 
     ``scheme`` is a preset name, a TOML path or a :class:`Scheme`. ``workers`` processes draw
     chunks of images; the files are the same for any number of workers.
@@ -113,5 +124,10 @@ def generate(scheme: str | Path | Scheme, count: int, out: str | Path, seed: int
                                  (resolved, seed, out)) as executor:
             for chunk in executor.map(_chunk_in_worker, spans):
                 collect(chunk)
+    if not labels_in_names(resolved):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(
+            [("filename", "label")] + [(row["file"], row["label"]) for row in rows])
+        atomic_write_text(out / "labels.csv", buffer.getvalue())
     write_centres(out / ANNOTATIONS_FILE, rows)
     return out

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from captchalab.generators.fonts import load_font
+from captchalab.runtime.arithmetic import answer
 
 if TYPE_CHECKING:
     from captchalab.generators.scheme import (
@@ -383,9 +384,38 @@ def _dots(image: Image.Image, count: int, noise: Noise, generator: np.random.Gen
     return Image.fromarray(pixels, image.mode)
 
 
+def draw_text(scheme: Scheme, rng: random.Random) -> str:
+    """What the captcha says: random symbols, or an arithmetic question with a whole-number
+    answer (``12×4=?``: a division is exact, a difference never negative)."""
+    if scheme.text.kind == "symbols":
+        return "".join(rng.choice(scheme.alphabet)
+                       for _ in range(rng.randint(*scheme.length)))
+    text = scheme.text
+    low, high = text.operands
+    while True:  # a three-term question may come out negative: draw it again
+        numbers = [rng.randint(low, high)]
+        operators: list[str] = []
+        for _ in range(rng.randint(*text.terms) - 1):
+            operator = rng.choice(text.operators)
+            value = rng.randint(low, high)
+            if operator in "÷/":  # the number before becomes a multiple of the divisor
+                value = max(value, 1)
+                numbers[-1] = value * rng.randint(max(1, low // value), max(1, high // value))
+            elif operator == "-" and value > numbers[-1] and not operators:
+                numbers[-1], value = value, numbers[-1]
+            numbers.append(value)
+            operators.append(operator)
+        body = str(numbers[0]) + "".join(o + str(n) for o, n in zip(operators, numbers[1:]))
+        if answer(body) >= 0:
+            break
+    question = rng.choice(["=?", "="]) if text.question == "either" else (
+        "" if text.question == "none" else text.question)
+    return body + question
+
+
 def render_glyphs(scheme: Scheme, rng: random.Random) -> Rendered:
     """One captcha of a scheme without a ``[rings]`` table."""
-    label = "".join(rng.choice(scheme.alphabet) for _ in range(rng.randint(*scheme.length)))
+    label = draw_text(scheme, rng)
     generator = np.random.default_rng(rng.getrandbits(64))
     mesh = make_mesh(scheme.warp, scheme.size, rng, generator) if scheme.warp.active else None
     image = draw_background(scheme.background, scheme.size, scheme.mode, rng, generator)

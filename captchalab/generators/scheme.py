@@ -32,7 +32,6 @@ PRESETS = resources.files("captchalab.generators") / "presets"
 RGB = tuple[int, int, int]
 Span = tuple[float, float]
 IntSpan = tuple[int, int]
-_UNSAFE = set('/\\:*?"<>|')
 _COLOUR = re.compile(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -159,11 +158,13 @@ def _name(value: Any, key: str, ctx: _Context) -> str:
 
 
 def _alphabet(value: Any, key: str, ctx: _Context) -> str:
+    """Symbols: printable, no spaces. Symbols unsafe in file names (``?``, ``*``, ...) are
+    allowed: ``generate`` then lists the labels in ``labels.csv`` instead of the names."""
     if not isinstance(value, str) or not value:
         raise ctx.fail(key, "must be a non-empty string", value)
-    bad = sorted({c for c in value if c in _UNSAFE or not c.isprintable() or c.isspace()})
+    bad = sorted({c for c in value if not c.isprintable() or c.isspace()})
     if bad:
-        raise ctx.fail(key, "must not contain spaces or characters unsafe in file names ("
+        raise ctx.fail(key, "must not contain spaces or unprintable characters ("
                        + "".join(bad) + ")", value)
     if len(set(value)) != len(value):
         raise ctx.fail(key, "must not repeat characters", value)
@@ -421,6 +422,34 @@ class Noise:
 
 
 @dataclass(frozen=True)
+class Text:
+    """What a captcha says: symbols of the alphabet (``kind = "symbols"``), or an arithmetic
+    question (``kind = "arithmetic"``): two or three whole numbers of ``operands`` with
+    ``operators`` between them, then ``=?`` or ``=`` (``question``). Division is exact and
+    a difference is never negative, so every question has a whole-number answer."""
+
+    kind: str = _key("symbols", _choice("symbols", "arithmetic"))
+    operators: str = _key("+-×", _alphabet)
+    operands: IntSpan = _key((0, 20), _span(0, 9999, integer=True))
+    terms: IntSpan = _key((2, 2), _span(2, 3, integer=True))
+    question: str = _key("either", _choice("=?", "=", "either", "none"))
+
+    def check(self, given: set[str], where: str, ctx: _Context) -> None:
+        _only_for(given, where, ctx, self.kind, {name: "arithmetic" for name in
+                                                 ("operators", "operands", "terms",
+                                                  "question")})
+        unknown = sorted(set(self.operators) - set("+-×÷*x/"))
+        if unknown:
+            raise ctx.fail(f"{where}.operators", "takes + - × ÷ * x /, not "
+                           + "".join(unknown), self.operators)
+
+    def longest(self) -> int:
+        """The longest question this table draws, in characters."""
+        return (self.terms[1] * len(str(self.operands[1])) + self.terms[1] - 1
+                + len(self.question if self.question in ("=?", "=") else "=?"))
+
+
+@dataclass(frozen=True)
 class Rings:
     """The dedicated rings layout: see captchalab/generators/rings.py."""
 
@@ -441,7 +470,7 @@ class Rings:
             raise ctx.fail(f"{where}.font", "must name one font")
 
 
-_GLYPH_TABLES = ("background", "glyphs", "warp", "noise", "blur")
+_GLYPH_TABLES = ("background", "glyphs", "warp", "noise", "blur", "text")
 
 
 @dataclass(frozen=True)
@@ -458,6 +487,7 @@ class Scheme:
     glyphs: Glyphs = _key(Glyphs, _table(Glyphs))
     warp: Warp = _key(Warp, _table(Warp))
     noise: Noise = _key(Noise, _table(Noise))
+    text: Text = _key(Text, _table(Text))
     rings: Rings | None = _key(None, _table(Rings))
     source: str = field(default="", compare=False)
 
@@ -471,6 +501,17 @@ class Scheme:
                 raise ctx.fail("length", f"must be {count}, one per rings.positions entry",
                                list(self.length) if self.length[0] != self.length[1]
                                else self.length[0])
+        if self.text.kind == "arithmetic":
+            needed = set("0123456789") | set(self.text.operators) | {
+                "=?": set("=?"), "=": {"="}, "either": set("=?"), "none": set()}[
+                    self.text.question]
+            missing = "".join(sorted(needed - set(self.alphabet)))
+            if missing:
+                raise ctx.fail("alphabet", f"must hold every symbol of the questions; add "
+                               f"{missing}", self.alphabet)
+            if self.length[1] < self.text.longest():
+                raise ctx.fail("length", f"must allow questions of up to "
+                               f"{self.text.longest()} characters", list(self.length))
 
     @property
     def layout(self) -> str:

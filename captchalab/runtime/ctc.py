@@ -33,15 +33,17 @@ def _logsumexp(a: float, b: float) -> float:
 def prefix_beam_search(
     log_probs: np.ndarray,
     beam_width: int = 8,
-    length: int | None = None,
+    bounds: tuple[int, int] | None = None,
     prune_log_prob: float = float(np.log(1e-4)),
 ) -> tuple[int, ...]:
     """CTC prefix beam search: the most probable *sequence*, summing over its alignments.
 
-    With ``length`` set, prefixes longer than it are dropped and a prefix of exactly that length
-    wins when any survives. Symbols below ``prune_log_prob`` in a frame are not expanded, and
-    beams below the best by more than twice that are dropped.
+    With ``bounds`` (min, max) set, prefixes longer than max are dropped, so are prefixes
+    too short to reach min in the frames left, and a prefix within the bounds wins when any
+    survives. Symbols below ``prune_log_prob`` in a frame are not expanded, and beams below
+    the best by more than twice that are dropped.
     """
+    low, high = bounds if bounds is not None else (0, len(log_probs))
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # (blank, non-blank)
     expand = log_probs >= prune_log_prob
     expand[np.arange(len(log_probs)), np.argmax(log_probs, axis=1)] = True  # always the best
@@ -51,8 +53,9 @@ def prefix_beam_search(
     per_frame: list[list[int]] = [[] for _ in frames]
     for row, column in zip(rows.tolist(), columns.tolist()):
         per_frame[row].append(column)
-    for frame, candidates in zip(frames, per_frame):
+    for t, (frame, candidates) in enumerate(zip(frames, per_frame)):
         blank = frame[0]
+        frames_left = len(frames) - t
         following: dict[tuple[int, ...], list[float]] = {}
         for prefix, (p_blank, p_label) in beams.items():
             total = _logsumexp(p_blank, p_label)
@@ -65,21 +68,24 @@ def prefix_beam_search(
                     extend_from = p_blank  # a repeat needs a blank in between
                 else:
                     extend_from = total
-                if length is not None and len(prefix) >= length:
+                if len(prefix) >= high:
                     continue
                 longer = following.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
                 longer[1] = _logsumexp(longer[1], extend_from + p)
-        scored = sorted(((_logsumexp(*s), prefix, s) for prefix, s in following.items()),
+        scored = sorted(((_logsumexp(*s), prefix, s) for prefix, s in following.items()
+                         if len(prefix) + frames_left - 1 >= low),  # can still reach min
                         key=lambda item: -item[0])
+        if not scored:
+            break
         floor = scored[0][0] + 2 * prune_log_prob  # beams this far behind cannot catch up
         beams = {prefix: (s[0], s[1]) for total, prefix, s in scored[:beam_width]
                  if total >= floor}
     ranked_final = sorted(beams.items(), key=lambda kv: -_logsumexp(*kv[1]))
-    if length is not None:
-        exact = [prefix for prefix, _ in ranked_final if len(prefix) == length]
-        if exact:
-            return exact[0]
-    return ranked_final[0][0]
+    if bounds is not None:
+        within = [prefix for prefix, _ in ranked_final if low <= len(prefix) <= high]
+        if within:
+            return within[0]
+    return ranked_final[0][0] if ranked_final else ()
 
 
 def _extended(labelings: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,9 +238,10 @@ def decode_batch(
     log_probs: np.ndarray,
     method: str = "beam",
     beam_width: int = 8,
-    length: int | None = None,
+    bounds: tuple[int, int] | None = None,
 ) -> list[Decoded]:
-    """Decode ``(N, T, C)`` log-probabilities with ``method`` 'greedy' or 'beam'."""
+    """Decode ``(N, T, C)`` log-probabilities with ``method`` 'greedy' or 'beam'; ``bounds``
+    (min, max) makes the beam search read a string of such a length when it can."""
     if method not in ("greedy", "beam"):
         raise ValueError(f"unknown CTC decoding method {method!r}; use 'greedy' or 'beam'")
     items = log_probs.astype(np.float64)
@@ -247,9 +254,10 @@ def decode_batch(
     # A reading with probability above 1/2 is the most probable one (all readings sum to 1),
     # the answer beam search looks for: the search runs only where the best path is unsure.
     unsure = [i for i, d in enumerate(decoded)
-              if d.confidence <= 0.5 or (length is not None and len(d.labels) != length)]
+              if d.confidence <= 0.5 or (bounds is not None and not
+                                         bounds[0] <= len(d.labels) <= bounds[1])]
     if unsure:
-        searched = [prefix_beam_search(items[i], beam_width=beam_width, length=length)
+        searched = [prefix_beam_search(items[i], beam_width=beam_width, bounds=bounds)
                     for i in unsure]
         for i, d in zip(unsure, describe_batch(items[unsure], searched)):
             decoded[i] = d

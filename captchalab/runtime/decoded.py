@@ -25,10 +25,19 @@ class DecodingSettings:
 
     ``method`` and ``beam_width`` steer CTC decoding; ``threshold`` is the detection threshold
     of the heatmap and multilabel families (tuned on the validation set by ``train``);
-    ``length`` is set when every training label had the same length.
+    ``length`` is set when every training label had the same length; ``bounds`` (min, max)
+    is a length constraint asked for at prediction time, which replaces it.
     """
 
     method: str = "beam"
     beam_width: int = 8
     length: int | None = None
     threshold: float = 0.5
+    bounds: tuple[int, int] | None = None
+
+    @property
+    def lengths(self) -> tuple[int, int] | None:
+        """The (min, max) length a reading must have, if any."""
+        if self.bounds is not None:
+            return self.bounds
+        return None if self.length is None else (self.length, self.length)

@@ -24,7 +24,7 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))  # tuning gr
 
 def _ctc(outputs: np.ndarray, settings: DecodingSettings) -> list[Decoded]:
     """``(N, T, C)`` log-probabilities, blank = 0."""
-    return ctc.decode_batch(outputs, settings.method, settings.beam_width, settings.length)
+    return ctc.decode_batch(outputs, settings.method, settings.beam_width, settings.lengths)
 
 
 def _positions(outputs: np.ndarray, settings: DecodingSettings) -> list[Decoded]:
@@ -51,7 +51,8 @@ def _presence(outputs: np.ndarray, settings: DecodingSettings) -> list[Decoded]:
 
 def _heatmap(outputs: np.ndarray, settings: DecodingSettings) -> list[Decoded]:
     """``(N, C, h, w)`` probabilities of a character centre at each output pixel."""
-    return [decode_heatmap(maps.astype(np.float64), settings.threshold, settings.length)
+    most = None if settings.lengths is None else settings.lengths[1]
+    return [decode_heatmap(maps.astype(np.float64), settings.threshold, most)
             for maps in outputs]
 
 

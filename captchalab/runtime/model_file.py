@@ -25,6 +25,7 @@ from safetensors.numpy import save as save_tensors
 from captchalab.data.alphabet import Alphabet
 from captchalab.data.preprocess import Preprocessing
 from captchalab.fileio import atomic_write_bytes
+from captchalab.runtime.constraints import Constraints
 from captchalab.runtime.decoded import DecodingSettings
 
 FORMAT_NAME = "captchalab-model"
@@ -97,6 +98,8 @@ class ModelCard:
     training: TrainingFacts = field(default_factory=TrainingFacts)
     export: ExportFacts | None = None
     created: str = ""
+    constraints: Constraints = field(default_factory=Constraints)  # applied by default
+    reads: str = "text"  # "expression": readings are arithmetic questions with an answer
 
     @property
     def symbols(self) -> Alphabet:
@@ -108,6 +111,7 @@ class ModelCard:
     def to_json(self) -> str:
         record = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **asdict(self)}
         record["label_lengths"] = list(self.label_lengths)
+        record["constraints"] = self.constraints.to_dict()
         return json.dumps(record, sort_keys=True)
 
     @classmethod
@@ -141,7 +145,9 @@ class ModelCard:
                 data=_typed(DataFacts, record.get("data")),
                 training=_typed(TrainingFacts, record.get("training")),
                 export=_typed(ExportFacts, record["export"]) if record.get("export") else None,
-                created=record.get("created", ""))
+                created=record.get("created", ""),
+                constraints=Constraints.from_dict(record.get("constraints")),
+                reads=record.get("reads", "text"))
         except (TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: malformed captchalab metadata ({error})") from None
 

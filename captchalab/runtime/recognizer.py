@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,13 @@ import numpy as np
 from captchalab.data.alphabet import Alphabet
 from captchalab.data.dataset import LabelledFolder, Sample, read_labelled_folder
 from captchalab.data.preprocess import ImageError, ImageInput, Preprocessing
-from captchalab.runtime import ctc
+from captchalab.runtime import arithmetic, ctc
+from captchalab.runtime.constraints import (
+    ConstraintError,
+    Constraints,
+    constrain_outputs,
+    symbol_groups,
+)
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import Decoder, Reading, get_decoder
 from captchalab.runtime.model_file import ModelCard, ModelFileError, load_model_file
@@ -48,6 +54,7 @@ class Prediction:
     confidence: float  # probability of the whole reading
     char_confidences: tuple[float, ...]  # probability of each character
     reading: Reading
+    expression: bool = False  # the model reads arithmetic questions (``answer``)
 
     @property
     def ordered(self) -> bool:
@@ -61,8 +68,20 @@ class Prediction:
                 f"use .characters ({self.characters!r}) or train a string-reading family")
         return self.characters
 
+    @property
+    def answer(self) -> int:
+        """The integer answer of an arithmetic reading (``7+3=?`` -> 10); an
+        :class:`ExpressionError` that says why when the reading has none."""
+        return arithmetic.answer(self.text)
+
     def to_dict(self) -> dict:
-        return self.reading.as_dict(self.characters, self.confidence, self.char_confidences)
+        shown = self.reading.as_dict(self.characters, self.confidence, self.char_confidences)
+        if self.expression:
+            try:
+                shown["answer"] = self.answer
+            except arithmetic.ExpressionError as error:
+                shown |= {"answer": None, "answer_error": str(error)}
+        return shown
 
 
 @dataclass(frozen=True)
@@ -168,16 +187,46 @@ class Recognizer:
         """Raw network outputs for a ``(N, H, W)`` batch of prepared pixels."""
         return self.backend(self.preprocessing.normalize(pixels))
 
-    def read(self, pixels: np.ndarray, decoding: DecodingSettings | None = None
-             ) -> list[Prediction]:
+    def read(self, pixels: np.ndarray, decoding: DecodingSettings | None = None,
+             constraints: Constraints | None = None) -> list[Prediction]:
         """Predictions for a ``(N, H, W)`` batch of prepared pixels."""
-        return self.decode(self.outputs(pixels), decoding)
+        return self.decode(self.outputs(pixels), decoding, constraints)
 
-    def decode(self, outputs: np.ndarray, decoding: DecodingSettings | None = None
-               ) -> list[Prediction]:
-        return [Prediction(self.alphabet.decode(d.labels), d.confidence, d.char_confidences,
-                           self.reading)
-                for d in self.decoder(outputs, decoding or self.decoding)]
+    def decode(self, outputs: np.ndarray, decoding: DecodingSettings | None = None,
+               constraints: Constraints | None = None) -> list[Prediction]:
+        """Readings of raw network outputs, under ``constraints`` and the model file's own
+        (see :mod:`captchalab.runtime.constraints`)."""
+        alphabet, settings = self.alphabet, decoding or self.decoding
+        constraints = (constraints or Constraints()).merged_with(self.card.constraints)
+        if constraints.active:
+            alphabet, groups = symbol_groups(self.alphabet, constraints)
+            outputs = constrain_outputs(outputs, self.decoder.name, groups)
+            settings = self._bounded(settings, constraints.length, outputs)
+        expression = self.card.reads == "expression"
+        return [Prediction(alphabet.decode(d.labels), d.confidence, d.char_confidences,
+                           self.reading, expression)
+                for d in self.decoder(outputs, settings)]
+
+    def _bounded(self, settings: DecodingSettings, length: tuple[int, int] | None,
+                 outputs: np.ndarray) -> DecodingSettings:
+        """The decoding settings with a length bound, or a one-line error if the model
+        cannot read such a length."""
+        if length is None:
+            return settings
+        low, high = length
+        if self.decoder.name == "presence":
+            raise ConstraintError(f"{self.path}: a {self.family} model reads which symbols are "
+                                  "present, not how many: length does not apply")
+        if self.decoder.name == "positions":
+            fixed = self.card.config.get("length")
+            if not low <= fixed <= high:
+                raise ConstraintError(f"{self.path}: this {self.family} model reads exactly "
+                                      f"{fixed} characters; length {_span(length)} is impossible")
+            return settings
+        if self.decoder.name == "ctc" and low > outputs.shape[1]:
+            raise ConstraintError(f"{self.path}: the model has {outputs.shape[1]} output frames; "
+                                  f"it cannot read {low} characters")
+        return replace(settings, bounds=(low, high))
 
     # -- reading in one step -------------------------------------------------------------
     def predict(
@@ -186,14 +235,25 @@ class Recognizer:
         batch_size: int = 64,
         decoding: DecodingSettings | None = None,
         errors: Literal["raise", "return"] = "raise",
+        allowed: str | None = None,
+        length: int | tuple[int, int] | None = None,
+        case: str | None = None,
     ) -> Prediction | ImageFailure | list[Prediction | ImageFailure]:
         """Read one image (path, bytes, PIL image or array) or a list of them, in batches.
 
         A bad image raises an :class:`ImageError` naming it, or with ``errors="return"``
         gives an :class:`ImageFailure` in its place while the other images are read.
+        ``allowed`` (the symbols that may appear), ``length`` (an int or a (min, max) pair)
+        and ``case`` (``"as-trained"``, ``"lower"`` or ``"upper"``) constrain the readings
+        inside the decoder; confidences are then probabilities of the constrained reading.
         """
         single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
+        results = self._predict([images] if single else list(images), batch_size, decoding,
+                                errors, Constraints.make(allowed, length, case))
+        return results[0] if single else results
+
+    def _predict(self, items: list, batch_size: int, decoding: DecodingSettings | None,
+                 errors: str, constraints: Constraints) -> list[Prediction | ImageFailure]:
         results: list[Prediction | ImageFailure] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
@@ -207,13 +267,14 @@ class Recognizer:
                         raise type(error)(f"{where}{error}") from None
                     loaded.append(ImageFailure(error))
             good = [array for array in loaded if not isinstance(array, ImageFailure)]
-            readings = iter(self.read(np.stack(good), decoding) if good else [])
+            readings = iter(self.read(np.stack(good), decoding, constraints) if good else [])
             results.extend(x if isinstance(x, ImageFailure) else next(readings) for x in loaded)
-        return results[0] if single else results
+        return results
 
     def read_folder(self, data_dir: str | Path, batch_size: int = 64,
                     decoding: DecodingSettings | None = None, skip_bad: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> FolderReading:
+                    progress: Callable[[int, int], None] | None = None,
+                    constraints: Constraints | None = None) -> FolderReading:
         """Read every image of a labelled folder (labels case-folded if the model was
         trained so); bad files are one error unless ``skip_bad``. ``progress(done, total)``
         is called after each batch."""
@@ -223,7 +284,7 @@ class Recognizer:
         started = time.perf_counter()
         for start in range(0, len(folder.samples), batch_size):
             chunk = [s.path for s in folder.samples[start : start + batch_size]]
-            predictions.extend(self.predict(chunk, batch_size, decoding))
+            predictions.extend(self._predict(chunk, batch_size, decoding, "raise", constraints))
             if progress:
                 progress(len(predictions), len(folder.samples))
         return FolderReading(folder, predictions, time.perf_counter() - started)
@@ -250,3 +311,8 @@ class Recognizer:
                 probability = float(np.exp(ctc.sequence_log_prob(log_probs, indices)))
                 alignments.append(Alignment(len(log_probs), centres, probability))
         return alignments
+
+
+def _span(length: tuple[int, int]) -> str:
+    low, high = length
+    return str(low) if low == high else f"{low} to {high}"

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 from captchalab import __version__
 from captchalab.data.dataset import IMAGE_SUFFIXES
 from captchalab.data.preprocess import ImageError, ImageTooLarge, open_image
+from captchalab.runtime.constraints import ConstraintError, Constraints, symbol_groups
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.service.batching import MicroBatcher
 from captchalab.service.guard import BodyGuard, BodyRefused
@@ -64,6 +65,12 @@ class RecognizeJSON(BaseModel):
     images: list[str] = Field(default_factory=list, description="base64-encoded images")
     image: str | None = Field(None, description="one base64-encoded image")
     model: str | None = Field(None, description="model name (default: the first served)")
+    allowed: str | None = Field(None, description="only these symbols may be read")
+    length: int | str | list[int] | None = Field(
+        None, description="read exactly N characters (4), or between MIN and MAX ([4, 6] or "
+        "'4-6')")
+    case: str | None = Field(None, description="as-trained, lower or upper: a symbol's two "
+                             "cases count as one, shown in that case")
 
 
 class Reading(BaseModel):
@@ -76,6 +83,9 @@ class Reading(BaseModel):
     characters: dict[str, float] | None = Field(
         None, description="families that cannot read order: each symbol's probability")
     order: str | None = None
+    answer: int | None = Field(None, description="models of arithmetic captchas: the answer "
+                               "of the question read (7+3=? -> 10)")
+    answer_error: str | None = Field(None, description="why a reading has no answer")
 
 
 class RecognizeAnswer(BaseModel):
@@ -98,7 +108,10 @@ RECOGNIZE_BODY = {"requestBody": {"required": True, "content": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "array", "items": {"type": "string",
                                                             "format": "binary"}},
-                       "model": {"type": "string"}}}},
+                       "model": {"type": "string"}, "allowed": {"type": "string"},
+                       "length": {"type": "string", "description": "4 or 4-6"},
+                       "case": {"type": "string",
+                                "enum": ["as-trained", "lower", "upper"]}}}},
     "application/json": {"schema": RecognizeJSON.model_json_schema()}}}}
 
 
@@ -181,8 +194,11 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
             raise ClientError(404, f"unknown model {name!r}; served: {', '.join(by_name)}")
         return by_name[name]
 
-    async def read_request(request: Request) -> tuple[list[tuple[str, bytes]], str | None]:
+    async def read_request(request: Request) -> tuple[list[tuple[str, bytes]], dict]:
+        """The uploads and the options (model, allowed, length, case) of a request: form
+        fields or JSON keys, else query parameters."""
         kind = request.headers.get("content-type", "")
+        query = request.query_params
         if kind.startswith("multipart/form-data"):
             try:
                 form = await request.form(max_files=limits.max_batch + 1,
@@ -194,8 +210,8 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
             uploads = [(getattr(v, "filename", None) or f"file {i + 1}", await v.read())
                        for i, (k, v) in enumerate(form.multi_items())
                        if k in ("file", "files") and hasattr(v, "read")]
-            model = form.get("model") or request.query_params.get("model")
-            return uploads, model if isinstance(model, str) else None
+            options = {key: form.get(key) or query.get(key) for key in OPTIONS}
+            return uploads, {k: v for k, v in options.items() if isinstance(v, str)}
         if kind.startswith("application/json"):
             try:
                 body = RecognizeJSON.model_validate_json(await request.body())
@@ -211,7 +227,10 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
                     uploads.append((f"image {i + 1}", base64.b64decode(text, validate=True)))
                 except (binascii.Error, ValueError):
                     raise ClientError(400, f"image {i + 1}: invalid base64") from None
-            return uploads, body.model or request.query_params.get("model")
+            given = {"model": body.model, "allowed": body.allowed, "length": body.length,
+                     "case": body.case}
+            return uploads, {key: given[key] if given[key] is not None else query.get(key)
+                             for key in OPTIONS}
         raise ClientError(415, "send multipart/form-data with file fields or JSON with "
                                "base64 images")
 
@@ -220,10 +239,13 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
               openapi_extra=RECOGNIZE_BODY,
               description="Multipart form with one or more `file` fields, or JSON "
               "`{\"images\": [base64, ...]}`; `model` (form field, JSON key or query) picks "
-              "the model. Answers one result per image, in order.")
+              "the model. `allowed`, `length` and `case` (the same ways) constrain the "
+              "reading inside the decoder; confidences are then renormalised over what was "
+              "allowed. Answers one result per image, in order.")
     async def recognize(request: Request) -> dict:
-        uploads, model_name = await read_request(request)
-        served = pick(model_name)
+        uploads, options = await read_request(request)
+        served = pick(options.get("model"))
+        constraints = _constraints(options, served.recognizer)
         if not uploads:
             raise ClientError(400, "no image in the request (multipart 'file' fields or JSON "
                                    "'images')")
@@ -238,7 +260,10 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
 
         with served.batcher.expecting():
             pixels = await run_in_threadpool(prepare)
-        predictions = await served.batcher.predict(pixels)
+        try:
+            predictions = await served.batcher.predict(pixels, constraints)
+        except ConstraintError as error:
+            raise ClientError(400, str(error)) from None
         return {"model": served.name, "version": served.version,
                 "results": [{"name": name, **p.to_dict()}
                             for (name, _), p in zip(uploads, predictions)]}
@@ -258,6 +283,25 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
     if labels is not None:
         _add_labelling(app, labels)
     return app
+
+
+OPTIONS = ("model", "allowed", "length", "case")
+
+
+def _constraints(options: dict, recognizer: Recognizer) -> Constraints:
+    """A request's constraints, checked against the model (a 400 when it cannot meet them)."""
+    length = options.get("length")
+    try:
+        if isinstance(length, str):
+            low, _, high = length.partition("-")
+            length = (int(low), int(high or low))
+        constraints = Constraints.make(options.get("allowed"), length, options.get("case"))
+        symbol_groups(recognizer.alphabet, constraints)
+    except ValueError as error:
+        message = str(error) if isinstance(error, ConstraintError) else (
+            f"length must be N or MIN-MAX, got {options.get('length')!r}")
+        raise ClientError(400, message) from None
+    return constraints
 
 
 def _add_labelling(app: FastAPI, labels: LabelQueue) -> None:

@@ -1,7 +1,8 @@
 """Micro-batching: concurrent single-image requests share one forward pass.
 
 Requests queue their preprocessed pixels; one worker takes everything queued (up to
-``max_batch``) and runs it in a thread so the event loop keeps accepting requests. It waits
+``max_batch``) and runs the network on it in a thread so the event loop keeps accepting
+requests; each request then decodes its own outputs, with its own constraints. It waits
 at most ``max_wait`` seconds for company, and only while other requests are on their way
 (announced with :meth:`expecting`, still decoding their images): a request alone runs at
 once, and under load the requests that arrive during one forward pass form the next batch.
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from captchalab.runtime.constraints import Constraints
 from captchalab.runtime.recognizer import Prediction, Recognizer
 
 
@@ -52,8 +54,10 @@ class MicroBatcher:
             self.worker.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, pixels: np.ndarray) -> list[Prediction]:
-        """Predictions for ``(N, H, W)`` uint8 pixels, batched with other callers' images."""
+    async def predict(self, pixels: np.ndarray, constraints: Constraints | None = None
+                      ) -> list[Prediction]:
+        """Predictions for ``(N, H, W)`` uint8 pixels, their forward pass batched with other
+        callers' images, read under ``constraints``."""
         if self.worker is None or self.worker.done() or (
                 self.worker.get_loop() is not asyncio.get_running_loop()):
             self.start()
@@ -63,7 +67,9 @@ class MicroBatcher:
             future = loop.create_future()
             self.queue.put_nowait((image, future))
             futures.append(future)
-        return list(await asyncio.gather(*futures))
+        outputs = np.stack(await asyncio.gather(*futures))
+        return await loop.run_in_executor(None, self.recognizer.decode, outputs, None,
+                                          constraints)
 
     async def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         batch = [await self.queue.get()]
@@ -90,8 +96,8 @@ class MicroBatcher:
                 continue
             pixels = np.stack([image for image, _ in live])
             try:
-                predictions = await loop.run_in_executor(
-                    self.executor, self.recognizer.read, pixels)
+                outputs = await loop.run_in_executor(
+                    self.executor, self.recognizer.outputs, pixels)
             except Exception as error:  # reported to every waiting request, worker goes on
                 for _, future in live:
                     if not future.done():
@@ -99,6 +105,6 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.images += len(live)
-            for (_, future), prediction in zip(live, predictions):
+            for (_, future), row in zip(live, outputs):
                 if not future.done():
-                    future.set_result(prediction)
+                    future.set_result(row)

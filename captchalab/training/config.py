@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     height: int = DEFAULT_HEIGHT
+    grey: str = "luma"  # colour to grey: "luma", or "darkest" channel (pale coloured glyphs)
     invert: bool = False  # light text on a dark page: invert before anything else
     deskew: bool = False  # level the text's midline, normalise its height (seed 002)
     alphabet: str | None = None
@@ -65,6 +66,7 @@ class TrainConfig:
     pseudo_threshold: float = DEFAULT_PSEUDO_THRESHOLD
     self_training_rounds: int = DEFAULT_SELF_TRAINING_ROUNDS
     stop_epoch: int | None = None  # pause after this epoch, checkpoint kept (staged restarts)
+    constraints: dict = field(default_factory=dict)  # the model's default constrained reading
 
     @property
     def centres(self) -> str | None:
@@ -75,9 +77,14 @@ class TrainConfig:
         """Raise a :class:`ConfigError` for options that do not go together; ``has_data``
         says whether a labelled folder is given (``None``: not known here)."""
         from captchalab.models import families_taking, family_class
+        from captchalab.runtime.constraints import Constraints
         from captchalab.runtime.decoders import get_decoder
 
         family = family_class(self.model)
+        try:
+            Constraints.from_dict(self.constraints)
+        except ValueError as error:
+            raise ConfigError(f"`constraints`: {error}") from None
         for name in self.model_options:
             takers = families_taking(name)
             if self.model not in takers:

@@ -20,6 +20,7 @@ from captchalab.data.dataset import DatasetError
 from captchalab.generators import Scheme
 from captchalab.models import DataShape, Targets
 from captchalab.reporting.progress import ProgressReporter
+from captchalab.runtime.arithmetic import is_expression
 from captchalab.runtime.model_file import DataFacts
 from captchalab.training.config import TrainConfig
 from captchalab.training.synthetic import VALIDATION_SEED_OFFSET, SyntheticStream, draw, fit_scheme
@@ -58,6 +59,13 @@ def encode_labels(labels: list[str], alphabet: Alphabet) -> tuple[torch.Tensor, 
     return targets, torch.tensor([len(label) for label in labels], dtype=torch.long)
 
 
+def all_expressions(labels: list[str]) -> bool:
+    """Whether the labels are arithmetic questions (``7+3=?``): all read as one, and some
+    have an operator that is not the letter ``x`` (``2x3`` alone could be a code)."""
+    return bool(labels) and all(map(is_expression, labels)) and any(
+        set(label) & set("+-×÷*/=") for label in labels)
+
+
 def padded_centres(centres: list[list[tuple[float, float]]], width: int) -> torch.Tensor:
     """``(N, width, 2)`` centres, zero beyond each label's end."""
     table = torch.zeros(len(centres), width, 2)
@@ -68,9 +76,9 @@ def padded_centres(centres: list[list[tuple[float, float]]], width: int) -> torc
 
 
 def fitted_preprocessing(sizes: list[tuple[int, int]], config: TrainConfig) -> Preprocessing:
-    """The input size for these image sizes, with the run's invert and deskew options."""
+    """The input size for these image sizes, with the run's grey, invert and deskew options."""
     return replace(Preprocessing.fit(sizes, config.height), invert=config.invert,
-                   deskew=config.deskew)
+                   deskew=config.deskew, grey=config.grey)
 
 
 class PixelCache:
@@ -82,7 +90,7 @@ class PixelCache:
 
     def load(self, path: Path, preprocessing: Preprocessing) -> np.ndarray:
         geometry = (preprocessing.height, preprocessing.width, preprocessing.background,
-                    preprocessing.invert, preprocessing.deskew)
+                    preprocessing.invert, preprocessing.deskew, preprocessing.grey)
         key = (path, *geometry)
         if key not in self.arrays:
             self.arrays[key] = preprocessing.load(path)
@@ -97,6 +105,7 @@ class TrainingData:
     validation: Images
     facts: DataFacts
     skipped: int = 0
+    expressions: bool = False  # every label is an arithmetic question (the model answers)
 
     def training(self, epoch: int, prefetch: bool = True) -> Images:
         """Epoch ``epoch``'s training images (0-based); ``prefetch`` may prepare the next."""
@@ -134,6 +143,7 @@ class FolderData(TrainingData):
         self.preprocessing = preprocessing
         self.train_images, self.validation = train_images, val_images
         self.skipped = len(folder.bad)
+        self.expressions = all_expressions([s.label for s in train])
         self.facts = DataFacts(folder=folder.root.name, fingerprint=folder.fingerprint,
                                train_count=len(train), val_count=len(val),
                                skipped=self.skipped, case_insensitive=case_insensitive)
@@ -218,6 +228,7 @@ class StreamData(TrainingData):
         the data a pretrained model is meant for; ``preprocessing`` fixes the input size."""
         self.scheme = scheme = fit_scheme(scheme, alphabet, lengths)
         self.needs_centres = needs_centres
+        self.expressions = scheme.text.kind == "arithmetic"
         self.alphabet = Alphabet(scheme.alphabet)
         fitted = preprocessing is None
         self.preprocessing = preprocessing or fitted_preprocessing([scheme.size], config)

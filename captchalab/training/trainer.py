@@ -24,6 +24,7 @@ from captchalab.generators import load_scheme
 from captchalab.models import Family, Targets, build, family_class
 from captchalab.reporting.curves import plot_curves
 from captchalab.reporting.progress import ProgressReporter
+from captchalab.runtime.constraints import Constraints, symbol_groups
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import Reading, get_decoder
 from captchalab.runtime.model_file import (
@@ -284,6 +285,7 @@ class Trainer:
         model = model.to(self.device)
         optimizer = torch.optim.AdamW(parameter_groups(model, config.backbone_lr),
                                       lr=config.learning_rate, weight_decay=config.weight_decay)
+        symbol_groups(data.alphabet, Constraints.from_dict(config.constraints))  # readable?
         epochs, total_steps = planned_steps(config, data.train_count)
         lengths = data.label_lengths
         decoding = DecodingSettings(config.decoding, config.beam_width,
@@ -504,7 +506,9 @@ class Trainer:
                 steps_planned=run.total_steps, minutes=round(run.progress.elapsed / 60, 2),
                 ended=state.ended, selection=SELECTION, device=device_name(self.device),
                 config=asdict(self.config)),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            constraints=Constraints.from_dict(self.config.constraints),
+            reads="expression" if data.expressions else "text")
 
 
 def copy_run(run_dir: Path, out_dir: Path) -> Path:
