@@ -1,4 +1,5 @@
-"""Locate TrueType fonts on any machine (matplotlib ships DejaVu, so one is always there)."""
+"""Locate TrueType fonts on any machine (matplotlib ships DejaVu, so one is always there);
+fonts of other scripts come from the system (Debian's font packages)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ from PIL import ImageFont
 
 _SYSTEM_FOLDERS = (
     "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/truetype/wqy",
+    "/usr/share/fonts/opentype/noto",
+    "/usr/share/fonts/truetype/liberation2",
+    "/usr/share/fonts/truetype/freefont",
     "/usr/share/fonts/TTF",
     "/usr/share/fonts/dejavu",
     "/Library/Fonts",
     "C:/Windows/Fonts",
 )
+# the Debian package that installs a font file, to name it when the font is missing
+PACKAGES = {"wqy-microhei.ttc": "fonts-wqy-microhei", "wqy-zenhei.ttc": "fonts-wqy-zenhei",
+            "NotoSansCJK-Regular.ttc": "fonts-noto-cjk",
+            "LiberationSans-Regular.ttf": "fonts-liberation2",
+            "FreeSans.ttf": "fonts-freefont-ttf", "FreeSerif.ttf": "fonts-freefont-ttf"}
 
 
 def font_path(name: str = "DejaVuSans.ttf") -> Path:
@@ -27,7 +37,10 @@ def font_path(name: str = "DejaVuSans.ttf") -> Path:
     for folder in folders:
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"font {name!r} not found (looked in {', '.join(map(str, folders))})")
+    package = PACKAGES.get(given.name)
+    hint = f"; it comes with Debian's {package} (apt-get install {package})" if package else ""
+    raise FileNotFoundError(f"font {name!r} not found (looked in "
+                            f"{', '.join(map(str, folders))}){hint}")
 
 
 @lru_cache(maxsize=64)

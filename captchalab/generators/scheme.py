@@ -25,7 +25,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from captchalab.generators.fonts import font_path, load_font
+from captchalab.generators.fonts import PACKAGES, font_path, load_font
 
 RENDERER_VERSION = 1  # bump when the same settings start to give different images
 PRESETS = resources.files("captchalab.generators") / "presets"
@@ -257,8 +257,11 @@ def _fonts(value: Any, key: str, ctx: _Context) -> tuple[str, ...]:
             path = str(local if local and local.is_file() else font_path(name))
             load_font(path, 12)
         except FileNotFoundError:
+            package = PACKAGES.get(Path(name).name)
             raise ctx.fail(where, f"names no font found here or in matplotlib's fonts: "
-                           f"{_show(name)}") from None
+                           f"{_show(name)}" + (f" (install Debian's {package}: apt-get "
+                                               f"install {package})" if package else "")
+                           ) from None
         except OSError:
             raise ctx.fail(where, f"is not a readable TrueType font: {_show(name)}") from None
         found.append(path)
