@@ -33,6 +33,10 @@ VARIANTS: dict[str, dict] = {
     "steps2x": {"epochs": "2x"},
     "ema+captcha_aug+steps2x": {"ema": 0.999, "augment_captcha": True, "epochs": "2x"},
     "no_augment": {"augment": False},
+    "darkest": {"grey": "darkest"},
+    "until_converged": {"schedule": "until-converged"},
+    "until_converged+ema+captcha_aug": {"schedule": "until-converged", "ema": 0.999,
+                                        "augment_captcha": True},
 }
 
 

@@ -109,3 +109,62 @@ def test_a_resumed_run_goes_on_from_its_schedule(small_rings, tmp_path):
     # each record has the rate of its epoch's last step, set before that step was counted
     expected = [one_cycle((r["step"] - 1) / result.steps_planned, 3e-3) for r in after]
     assert [r["lr"] for r in after] == pytest.approx(expected)
+
+
+def test_until_converged_holds_the_peak_then_cools_down_when_validation_stalls():
+    from captchalab.training.checkpoint import LoopState
+    from captchalab.training.schedule import UntilConverged
+
+    schedule = UntilConverged(peak=1e-3, warmup_steps=100, min_steps=500, max_steps=10_000,
+                              epoch_steps=10)
+    state = LoopState()
+    assert schedule.rate(state) == pytest.approx(1e-3 / 25)  # the warm-up starts low
+    state.step = 300
+    assert schedule.rate(state) == 1e-3  # then holds the peak
+    for accuracy in (0.5, 0.7, 0.8):  # improving: no cooldown
+        state.step += 100
+        schedule.update(state, accuracy, 1.0 - accuracy, 0.1, None)
+    assert state.cooldown_start is None
+    while state.cooldown_start is None:  # stalled: a loss 0.1% lower is not progress
+        state.step += 100
+        schedule.update(state, 0.8, 0.1999, 0.1, None)
+    assert state.trigger == "converged" and state.stale >= 4
+    start, length = state.cooldown_start, state.cooldown_steps
+    assert length == max(round(0.2 * start), 20)
+    state.step = start + length // 2
+    assert schedule.rate(state) == pytest.approx((1e-3 + 1e-6) / 2, rel=1e-3)
+    assert not schedule.finished(state)
+    state.step = start + length
+    assert schedule.finished(state) and schedule.rate(state) == pytest.approx(1e-6)
+
+
+def test_until_converged_leaves_time_for_its_cooldown():
+    from captchalab.training.checkpoint import LoopState
+    from captchalab.training.schedule import UntilConverged
+
+    schedule = UntilConverged(1e-3, 10, 500, 10_000, 10)
+    state = LoopState(step=1000)
+    schedule.update(state, 0.9, 0.1, seconds_per_step=0.1, time_left=25.0)  # 200 steps, 20 s
+    assert state.cooldown_start is None
+    schedule.update(state, 0.95, 0.05, seconds_per_step=0.1, time_left=15.0)
+    assert state.trigger == "budget" and state.cooldown_steps == 200
+    capped = LoopState(step=9000)
+    schedule.update(capped, 0.9, 0.1, 0.1, None)
+    assert capped.trigger == "schedule" and capped.cooldown_steps == 1000
+
+
+@pytest.mark.slow
+def test_an_easy_set_stops_when_converged_and_says_so(small_rings, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = TrainConfig(epochs=8, schedule="until-converged", val_split=0.2)
+    result = train(small_rings, out, config, log=print, show_progress=False)
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schedule"]["kind"] == "until-converged"
+    if result.ended == "converged":
+        assert "stopped: converged at epoch" in printed
+        assert result.steps < summary["schedule"]["steps_at_most"]
+    else:  # it never stalled: it ran until its longest allowed schedule
+        assert result.ended == "schedule"
+    rates = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rates[-1] < rates[len(rates) // 2] / 10  # it cooled down before it stopped

@@ -139,6 +139,8 @@ def _how_it_ended(result) -> str:
         return f"stopped by its time budget after {share:.0%} of the schedule"
     if result.ended == "paused":
         return f"paused after {share:.0%} of the schedule"
+    if result.ended == "converged":
+        return "stopped: converged, then cooled down"
     return "the whole schedule"
 
 

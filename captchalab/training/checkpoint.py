@@ -39,6 +39,13 @@ class LoopState:
     best_epoch: int | None = None
     ended: str = ""  # why the run ended: "schedule", "budget" or "paused" ("" while running)
     average_updates: int = 0  # steps the weight average has seen (with ema)
+    # the until-converged schedule: validations done, how many since the best, the cooldown
+    validations: int = 0
+    stale: int = 0
+    monitored: tuple[float, float] = (-1.0, float("inf"))  # best accuracy and loss so far
+    cooldown_start: int | None = None
+    cooldown_steps: int = 0
+    trigger: str = ""  # what started the cooldown: "converged", "budget" or "schedule"
 
 
 def torch_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -78,7 +85,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, best: dict[str, np.ndarr
         for key, value in slots.items():
             tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().numpy().copy()
     tensors[RNG_TENSOR] = torch.get_rng_state().numpy().copy()
-    loop = asdict(state) | {"best_score": list(state.best_score)}
+    loop = asdict(state) | {"best_score": list(state.best_score),
+                            "monitored": list(state.monitored)}
     return save_model_file(path, tensors, card, {
         "version": CHECKPOINT_VERSION, "loop": loop,
         "param_groups": optimizer_state["param_groups"]})
@@ -102,5 +110,6 @@ def load_checkpoint(path: Path) -> Checkpoint:
             optimizer.setdefault(int(index), {})[key] = value
     loop = dict(saved["loop"])
     loop["best_score"] = tuple(loop["best_score"])
+    loop["monitored"] = tuple(loop.get("monitored", LoopState().monitored))
     return Checkpoint(loaded.card, parts["model"], parts["best"], parts["ema"], optimizer,
                       saved["param_groups"], loaded.tensors.get(RNG_TENSOR), LoopState(**loop))

@@ -47,6 +47,8 @@ class TrainConfig:
     augment_captcha: bool = False  # also elastic warp, blur, occluding lines, dots, patches
     ema: float | None = None  # keep an exponential moving average of the weights (decay)
     width_multiplier: float = 1.0  # channels of the backbone and the heads, as a multiple
+    schedule: str = "one-cycle"  # or "until-converged": hold the peak rate while it improves
+    stretch: float = 3.0  # until-converged: at most this many times the planned steps
     decoding: str = "beam"
     beam_width: int = 8
     model_options: dict = field(default_factory=dict)  # the family's: {"slices": [...]}, ...

@@ -78,6 +78,14 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return float(tensor.item())
 
+    def from_main(self, values: list[int]) -> list[int]:
+        """Rank 0's ``values`` on every rank (the others' are replaced)."""
+        if not self.enabled:
+            return values
+        tensor = torch.tensor(values, dtype=torch.long)
+        dist.broadcast(tensor, src=0)
+        return [int(v) for v in tensor.tolist()]
+
     def barrier(self) -> None:
         """Wait until every process gets here. The run ends with one, after rank 0 has
         written the model: a rank that left first and tore down the group while rank 0 was

@@ -9,6 +9,7 @@ forward-backward-update per batch, then validation, the best epoch kept, a check
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -49,7 +50,7 @@ from captchalab.training.checkpoint import (
 from captchalab.training.config import TARGET_STEPS, ConfigError, TrainConfig
 from captchalab.training.data import FolderData, Images, PixelCache, StreamData, TrainingData
 from captchalab.training.distributed import Distributed, process_group
-from captchalab.training.schedule import STARVED_SHARE, Progress, one_cycle
+from captchalab.training.schedule import STARVED_SHARE, OneCycle, Progress, UntilConverged
 from captchalab.training.transfer import SIZE_KEYS, transfer_weights
 from captchalab.training.validation import Validator
 
@@ -108,9 +109,11 @@ class Run:
     augmentation: Augmentation | None
     validator: Validator
     progress: Progress
+    schedule: OneCycle | UntilConverged
     state: LoopState
     epochs: int
-    total_steps: int
+    total_steps: int  # the most steps the run may take
+    planned_steps: int  # the default plan's steps (the one-cycle schedule's length)
     validate_every: int
     best: dict[str, np.ndarray]  # the best epoch's weights
     decoding: DecodingSettings  # the best epoch's (tuned) decoding settings
@@ -201,7 +204,7 @@ class Trainer:
             raise ModelFileError(f"{existing}: already exists; pass `resume` to continue that "
                                  "run or `overwrite` to replace it")
         resumed = self._checkpoint() if config.resume else None
-        if resumed is not None and resumed.state.ended in ("schedule", "budget"):
+        if resumed is not None and resumed.state.ended in ("schedule", "budget", "converged"):
             return self._already_ended(resumed)
         source = load_model_file(config.init) if config.init and resumed is None else None
         # the data: given, a labelled folder, or a synthetic stream
@@ -235,9 +238,10 @@ class Trainer:
     def _already_ended(self, resumed: Checkpoint) -> TrainResult:
         """A run that finished its schedule has nothing left to resume: say so, and why."""
         state, card = resumed.state, read_card(self.out_dir / MODEL_FILE)
-        why = ("it ran its whole schedule" if state.ended == "schedule" else
-               f"its time budget ran out after {card.training.schedule_share:.0%} of the "
-               "planned steps, with the learning rate annealed")
+        why = {"schedule": "it ran its whole schedule",
+               "converged": "it converged and cooled down",
+               "budget": f"its time budget ran out after {card.training.schedule_share:.0%} of "
+                         "the planned steps, with the learning rate annealed"}[state.ended]
         self.log(f"nothing to resume: this run ended at epoch {state.epoch} ({why}). To train "
                  "longer, start a new run (`overwrite`) with more `epochs` or a larger "
                  f"`max_minutes`, or fine-tune this model with `init` {self.out_dir / MODEL_FILE}")
@@ -287,6 +291,15 @@ class Trainer:
                                       lr=config.learning_rate, weight_decay=config.weight_decay)
         symbol_groups(data.alphabet, Constraints.from_dict(config.constraints))  # readable?
         epochs, total_steps = planned_steps(config, data.train_count)
+        plan = total_steps
+        if config.schedule == "until-converged":
+            epoch_steps = total_steps // epochs
+            epochs = max(epochs, math.ceil(config.stretch * epochs))
+            total_steps = epochs * epoch_steps
+            schedule = UntilConverged(config.learning_rate, round(0.15 * plan), plan // 2,
+                                      total_steps, epoch_steps)
+        else:
+            schedule = OneCycle(config.learning_rate)
         lengths = data.label_lengths
         decoding = DecodingSettings(config.decoding, config.beam_width,
                                     lengths[0] if len(lengths) == 1 else None)
@@ -326,8 +339,8 @@ class Trainer:
             augmentation = Augmentation.captcha() if config.augment_captcha else Augmentation()
         return Run(data, model, self.distributed.wrap(model, self.device), optimizer,
                    augmentation,
-                   Validator(data, model.decoder, decoding, self.device), progress, state,
-                   epochs, total_steps,
+                   Validator(data, model.decoder, decoding, self.device), progress, schedule,
+                   state, epochs, total_steps, plan,
                    validate_every=max(1, -(-VALIDATE_EVERY_IMAGES // max(1, data.train_count))),
                    best=dict(resumed.best) if resumed else state_to_numpy(model),
                    decoding=resumed.card.decoding if resumed else decoding, average=average)
@@ -341,7 +354,7 @@ class Trainer:
         losses: list[float] = []  # since the last validation
         with self.reporter.task("training", run.total_steps, state.share * run.total_steps,
                                 percent=True) as advance:
-            while state.epoch < stop and state.share < 1.0:
+            while state.epoch < stop and not run.schedule.finished(state):
                 # this epoch's images, in this epoch's order
                 images = run.data.training(state.epoch, prefetch=state.epoch + 1 < run.epochs)
                 run.model.train()
@@ -357,17 +370,40 @@ class Trainer:
                     state.share = self._share(run)
                     advance(to=min(state.share, 1.0) * run.total_steps,
                             status=self._status(run, losses[-1]))
-                    if state.share >= 1.0:
+                    if run.schedule.finished(state):
                         break
                 state.epoch += 1
-                # validate, keep the best, checkpoint
-                if distributed.is_main and (state.epoch % run.validate_every == 0
-                                            or state.epoch >= stop or state.share >= 1.0):
-                    self._validate(run, losses)
-                    losses = []
-        state.ended = ("schedule" if state.epoch >= run.epochs else
-                       "budget" if state.share >= 1.0 else "paused")
+                # validate, keep the best, decide on the schedule, checkpoint
+                if (state.epoch % run.validate_every == 0 or state.epoch >= stop
+                        or run.schedule.finished(state)):
+                    if distributed.is_main:
+                        self._validate(run, losses)
+                        losses = []
+                    self._agree_on_schedule(run)
+        state.ended = self._ending(run)
         state.elapsed = run.progress.elapsed
+        if state.ended == "converged":
+            self.log(f"stopped: converged at epoch {state.epoch} (validation stopped "
+                     f"improving at step {state.cooldown_start}, then the rate cooled down)")
+
+    def _agree_on_schedule(self, run: Run) -> None:
+        """Under torchrun, every rank takes rank 0's decision to start the cooldown."""
+        if not self.distributed.enabled or not isinstance(run.schedule, UntilConverged):
+            return
+        state = run.state
+        start, steps = self.distributed.from_main(
+            [-1 if state.cooldown_start is None else state.cooldown_start, state.cooldown_steps])
+        state.cooldown_start, state.cooldown_steps = (None if start < 0 else start), steps
+
+    def _ending(self, run: Run) -> str:
+        """Why the loop ended: the cooldown's trigger, the whole schedule, the budget, a pause."""
+        state = run.state
+        if (state.cooldown_start is not None
+                and state.step >= state.cooldown_start + state.cooldown_steps):
+            return state.trigger
+        if state.epoch >= run.epochs:
+            return "schedule"
+        return "budget" if state.share >= 1.0 else "paused"
 
     def _epoch_order(self, count: int, epoch: int) -> tuple[torch.Tensor, torch.Generator]:
         """This process's share of the epoch's shuffled order, and its augmentation draws."""
@@ -385,8 +421,9 @@ class Trainer:
         targets = images.targets_of(index)
         if run.augmentation is not None:
             batch = run.augmentation(batch, generator, targets.centres)
+        rate = run.schedule.rate(run.state)
         for group in run.optimizer.param_groups:
-            group["lr"] = one_cycle(run.state.share, self.config.learning_rate) * group["lr_scale"]
+            group["lr"] = rate * group["lr_scale"]
         outputs = run.network(batch.to(self.device))
         loss = run.model.loss(outputs, Targets(
             targets.labels.to(self.device), targets.lengths,
@@ -425,6 +462,10 @@ class Trainer:
         atomic_write_text(self.out_dir / METRICS_FILE,
                           "".join(json.dumps(r) + "\n" for r in state.history))
         score = (validation.get("val_accuracy", 0.0), -(validation.get("val_loss") or 0.0))
+        time_left = None if run.progress.budget is None else (
+            run.progress.budget - run.progress.elapsed)
+        run.schedule.update(state, score[0], -score[1],
+                            run.progress.elapsed / max(1, state.step), time_left)
         if not run.validator.enabled or score > state.best_score:
             state.best_score, state.best_epoch, run.decoding = score, state.epoch, tuned
             run.best = state_to_numpy(run.validated)
@@ -463,27 +504,28 @@ class Trainer:
         atomic_write_text(self.out_dir / SUMMARY_FILE, json.dumps({
             "model": str(model_path), "best_epoch": state.best_epoch, "epochs_run": epochs_run,
             "minutes": round(minutes, 2),
-            "schedule": {"ended": state.ended, "steps_run": state.step,
-                         "steps_planned": run.total_steps,
-                         "share": round(state.step / run.total_steps, 4),
+            "schedule": {"kind": run.schedule.name, "ended": state.ended,
+                         "steps_run": state.step, "steps_planned": run.planned_steps,
+                         "steps_at_most": run.total_steps,
+                         "share": round(state.step / run.planned_steps, 4),
                          "budget_minutes": self.config.max_minutes},
             "selection": SELECTION, "warnings": warnings,
             **{f"val_{k}": v for k, v in metrics.items()}}, indent=2) + "\n")
         return TrainResult(model_path, metrics, epochs_run, minutes, run.data.skipped,
                            state.best_epoch, state.history, reading, state.ended, state.step,
-                           run.total_steps, warnings)
+                           run.planned_steps, warnings)
 
     def _warnings(self, run: Run, metrics: dict, reading: Reading) -> list[str]:
         """Why a model may be undertrained: a budget that ended most of the schedule early,
         or a string reader that never left its starting plateau."""
         state, warnings = run.state, []
-        share = state.step / run.total_steps
+        share = state.step / run.planned_steps
         if state.ended == "budget" and share < STARVED_SHARE:
             needed = state.elapsed / 60 / max(share, 1e-9)
-            fitting = max(1, int(run.epochs * share))
+            fitting = max(1, int(run.epochs * run.planned_steps / run.total_steps * share))
             warnings.append(
                 f"the {self.config.max_minutes:g}-minute budget ended the run after "
-                f"{state.step} of {run.total_steps} planned steps ({share:.0%} of the "
+                f"{state.step} of {run.planned_steps} planned steps ({share:.0%} of the "
                 f"schedule): the model is undertrained. Give it about {needed:.0f} minutes at "
                 f"this speed (`max_minutes`), or plan fewer steps (`epochs` {fitting})")
         if reading.ordered and metrics and metrics["char_accuracy"] < PLATEAU_CHAR_ACCURACY:
@@ -503,7 +545,7 @@ class Trainer:
             data=data.facts,
             training=TrainingFacts(
                 best_epoch=state.best_epoch, epochs_run=state.epoch, steps_run=state.step,
-                steps_planned=run.total_steps, minutes=round(run.progress.elapsed / 60, 2),
+                steps_planned=run.planned_steps, minutes=round(run.progress.elapsed / 60, 2),
                 ended=state.ended, selection=SELECTION, device=device_name(self.device),
                 config=asdict(self.config)),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
