@@ -9,19 +9,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import running_app
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -30,7 +27,6 @@ if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the browser tests "
                 "need it", allow_module_level=True)
 
-import uvicorn  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 from captchalab.runtime import Recognizer  # noqa: E402
@@ -65,34 +61,6 @@ def rings_images(rings_test) -> list[Path]:
     return sorted(rings_test.glob("*.png"))
 
 
-@contextmanager
-def _running(app) -> Iterator[str]:
-    """The app served by uvicorn in a thread, on a free port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True, name="e2e-uvicorn")
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail("the captchalab server did not answer /healthz within 30 s")
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture
 def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
     """A fresh server per test (loading it takes well under a second), so the labelling
@@ -103,7 +71,7 @@ def served(onnx_model, rings_images, tmp_path) -> Iterator[Served]:
         shutil.copyfile(source, label_dir / f"img{i}.png")
     app = build_app(models=[str(onnx_model)], threads=1, label_dir=str(label_dir),
                     labelled_dir=str(out_dir))
-    with _running(app) as url:
+    with running_app(app) as url:
         yield Served(url, label_dir, out_dir, onnx_model)
 
 
@@ -321,7 +289,7 @@ def test_label_page_with_an_empty_queue_shows_no_broken_image(page, served, tmp_
         path.unlink()
     app = build_app(models=[str(served.model)], threads=1, label_dir=str(served.label_dir),
                     labelled_dir=str(served.out_dir))
-    with _running(app) as url:
+    with running_app(app) as url:
         page.goto(url + "/label")
         expect(page.locator("#guess")).to_have_text("Nothing left to label.")
         expect(page.locator("#image")).to_be_hidden()

@@ -43,7 +43,8 @@ def api_schema(onnx_model, rings_test, tmp_path_factory):
 
 OPERATIONS = [("POST", "/v1/recognize"), ("GET", "/v1/models"), ("GET", "/healthz"),
               ("GET", "/v1/label/queue"), ("GET", "/v1/label/image/{name}"),
-              ("POST", "/v1/label"), ("POST", "/v1/label/undo")]
+              ("POST", "/v1/label"), ("POST", "/v1/label/undo"), ("GET", "/metrics"),
+              ("POST", "/v1/models/{name}/reload")]
 WITH_BODY = [(method, path) for method, path in OPERATIONS if method == "POST"]
 
 

@@ -62,7 +62,8 @@ def test_other_family_or_label_length_is_refused():
 
 
 def test_fine_tuning_a_trained_model_on_a_new_alphabet(trained_model, rings_train, tmp_path):
-    """Rings with digit 8 renamed x: the model keeps its other digits and learns x."""
+    """Rings with digit 8 renamed x: the model keeps its alphabet (8 included, though the new
+    labels lack it), extended by x, and learns x."""
     data = tmp_path / "renamed"
     data.mkdir()
     for i, sample in enumerate(read_labelled_folder(rings_train).samples[:300]):
@@ -70,11 +71,48 @@ def test_fine_tuning_a_trained_model_on_a_new_alphabet(trained_model, rings_trai
     messages = []
     config = TrainConfig(epochs=3, init=str(trained_model), freeze_epochs=1, backbone_lr=0.3)
     result = train(data, tmp_path / "run", config, log=messages.append, show_progress=False)
-    assert any("5 symbols carried over, 1 new (x)" in m for m in messages), messages
+    assert any("6 symbols carried over, 1 new (x)" in m for m in messages), messages
     tuned = load_model_file(result.model_path)
     source = load_model_file(trained_model)
-    assert tuned.card.alphabet == "23456x"
+    assert tuned.card.alphabet == "234568x"  # the live model's, then the new symbol
     assert tuned.card.preprocessing == source.card.preprocessing
     assert result.metrics["char_accuracy"] > 0.6  # chance is 1/6
     backbone = [k for k in tuned.tensors if k.startswith("backbone.") and "weight" in k]
     assert not all(np.array_equal(tuned.tensors[k], source.tensors[k]) for k in backbone)
+
+
+@pytest.mark.slow
+def test_fine_tuning_reads_several_folders_as_one(tmp_path, capsys):
+    """The loop's fine-tune: the original set and newly labelled images, from the live
+    model, with the short recipe."""
+    from captchalab.cli import main
+    from captchalab.generators import generate
+    from captchalab.runtime import read_card
+
+    original = generate("rings", 60, tmp_path / "original", seed=7, workers=1)
+    live = tmp_path / "live"
+    assert main(["train", str(original), "--out", str(live), "--epochs", "1", "--quiet"]) == 0
+    new = tmp_path / "new"
+    new.mkdir()
+    for i, sample in enumerate(read_labelled_folder(
+            generate("rings", 20, tmp_path / "more", seed=8, workers=1)).samples):
+        shutil.copy(sample.path, new / f"{sample.label.replace('2', 'z')}_{i}.png")
+    out = tmp_path / "tuned"
+    capsys.readouterr()
+    assert main(["train", str(original), str(new), "--init", str(live / "model.safetensors"),
+                 "--fine-tune", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "72 training and 8 validation images" in err and "1 new (z)" in err
+    card, before = read_card(out / "model.safetensors"), read_card(live / "model.safetensors")
+    assert card.alphabet == before.alphabet + "z"
+    assert card.training.config["fine_tune"] and card.training.steps_planned == 2 * 3
+    assert (out / "model.safetensors").read_bytes() != (live / "model.safetensors").read_bytes()
+
+
+def test_the_fine_tune_recipe_is_short():
+    from captchalab.training.config import FINE_TUNE_STEPS
+    from captchalab.training.trainer import planned_steps
+
+    epochs, steps = planned_steps(TrainConfig(init="live.safetensors", fine_tune=True), 2000)
+    assert abs(steps - FINE_TUNE_STEPS) <= 63 and epochs == round(FINE_TUNE_STEPS / 63)
+    assert planned_steps(TrainConfig(), 2000)[1] >= 4 * steps  # the full recipe's

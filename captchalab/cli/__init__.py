@@ -17,7 +17,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a Unix tool whose re
 # packages each extra installs, to name the extra a missing import needs
 EXTRAS = {"torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve",
           "multipart": "serve", "python_multipart": "serve", "fastapi_offline": "serve",
-          "httptools": "serve", "pydantic": "serve", "starlette": "serve"}
+          "httptools": "serve", "pydantic": "serve", "starlette": "serve",
+          "prometheus_client": "serve", "watchfiles": "serve"}
 WHAT_NEEDS = {"train": "PyTorch", "serve": "the service packages"}
 
 

@@ -63,6 +63,7 @@ COUNT = _bounded(int, "a whole number of at least 0", 0)
 POSITIVE = _bounded(float, "a number above 0", 0, low_open=True)
 NON_NEGATIVE = _bounded(float, "a number of at least 0", 0)
 FRACTION = _bounded(float, "a fraction from 0 up to (not including) 1", 0, 1)
+FRACTION_OPEN = _bounded(float, "a number above 0, at most 1", 0, 1.000001, low_open=True)
 HEIGHT = _bounded(int, "a height of at least 16 pixels", 16)
 PORT = _bounded(int, "a port from 0 to 65535", 0, 65536)
 

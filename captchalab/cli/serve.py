@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from captchalab.cli.options import NON_NEGATIVE, PORT, POSITIVE, POSITIVE_INT
+from captchalab.cli.options import FRACTION_OPEN, NON_NEGATIVE, PORT, POSITIVE, POSITIVE_INT
 
 
 def add(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +31,8 @@ def add(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--label-dir", type=Path, metavar="UNLABELLED",
                    help="folder of images to label on /label, least confident first")
     p.add_argument("--labelled-dir", type=Path, metavar="OUT",
-                   help="where /label saves <label>.png (never overwriting: _1, _2, ...)")
+                   help="where /label saves <label>.png (never overwriting: _1, _2, ...); "
+                   "with --review-dir and no --label-dir, /label serves the review queue")
     p.add_argument("--max-image-bytes", type=POSITIVE_INT, default=limits.max_image_bytes,
                    help="largest image file accepted, in bytes (default: %(default)s)")
     p.add_argument("--max-request-bytes", type=POSITIVE_INT, default=limits.max_request_bytes,
@@ -49,6 +50,26 @@ def add(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-connections", type=POSITIVE_INT, default=limits.max_connections,
                    help="open connections at once; more are answered 503 (default: "
                    "%(default)s)")
+    group = p.add_argument_group(
+        "closing the loop",
+        "Keep the captchas the model is unsure of, label them on /label, fine-tune, and swap "
+        "the new model in without a restart (README, 'The loop').")
+    group.add_argument("--review-dir", type=Path, metavar="DIR",
+                       help="keep each image read with confidence below --review-below here, "
+                       "with the reading, confidence, model version and time (once per "
+                       "image); /label serves it when --labelled-dir is given")
+    group.add_argument("--review-below", type=FRACTION_OPEN, metavar="P",
+                       help="confidence under which an image goes to --review-dir, e.g. 0.9")
+    group.add_argument("--review-max-files", type=POSITIVE_INT, default=1000, metavar="N",
+                       help="images kept at most; the oldest go first (default: %(default)s)")
+    group.add_argument("--review-max-mb", type=POSITIVE, default=100.0, metavar="MB",
+                       help="megabytes of images kept at most (default: %(default)s)")
+    group.add_argument("--watch", action="store_true",
+                       help="swap a model in when its file changes")
+    group.add_argument("--admin-token", metavar="TOKEN",
+                       help="also accept admin requests (POST /v1/models/NAME/reload) from "
+                       "other machines that send 'Authorization: Bearer TOKEN'; without it "
+                       "they answer this machine only")
     p.set_defaults(run=run_serve)
 
 
@@ -59,7 +80,11 @@ def run_serve(args: argparse.Namespace) -> int:
     limits = Limits(args.max_image_bytes, args.max_request_bytes, args.max_pixels,
                     args.max_batch, args.batch_wait_ms / 1000, args.client_timeout,
                     args.max_connections)
+    review = {"review_dir": str(args.review_dir) if args.review_dir else None,
+              "review_below": args.review_below, "review_max_files": args.review_max_files,
+              "review_max_mb": args.review_max_mb} if args.review_dir or args.review_below else {}
     serve(args.models, args.host, args.port, args.workers, limits, args.threads,
           str(args.label_dir) if args.label_dir else None,
-          str(args.labelled_dir) if args.labelled_dir else None)
+          str(args.labelled_dir) if args.labelled_dir else None, review=review,
+          admin_token=args.admin_token, watch=args.watch)
     return 0

@@ -37,6 +37,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     from captchalab.training.config import (
         DEFAULT_PSEUDO_THRESHOLD,
         DEFAULT_SELF_TRAINING_ROUNDS,
+        FINE_TUNE_RATE,
+        FINE_TUNE_STEPS,
         PRETRAIN_STEPS,
         TrainConfig,
     )
@@ -48,8 +50,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "(226md.png, 226md_2.png) or listed in labels.csv/labels.txt. OUT receives "
         "model.safetensors (the best model by validation accuracy), metrics.jsonl, curves.png, "
         "summary.json and a checkpoint for --resume.")
-    p.add_argument("data", type=Path, nargs="?",
-                   help="folder of labelled images (or none, with --scheme)")
+    p.add_argument("data", type=Path, nargs="*", metavar="DATA",
+                   help="folder(s) of labelled images, read as one (the original set and "
+                   "newly labelled images, say); none with --scheme")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--model", help=family_help() + f" (default: {defaults.model}, or the "
                    "family of --init)")
@@ -68,6 +71,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     group.add_argument("--init", type=Path, metavar="MODEL",
                        help="start from this model file's weights and preprocessing; its "
                        "alphabet may differ (shared symbols carry over, new ones start fresh)")
+    group.add_argument("--fine-tune", action="store_true",
+                       help=f"the short recipe for a live model given with --init (new labels "
+                       f"added): about {FINE_TUNE_STEPS} steps at {FINE_TUNE_RATE:g} x --lr")
     group.add_argument("--freeze-epochs", type=COUNT, default=defaults.freeze_epochs,
                        metavar="N", help="keep the backbone fixed for the first N epochs "
                        "(default: %(default)s)")
@@ -116,12 +122,14 @@ def run_train(args: argparse.Namespace) -> int:
         args, model, scheme=args.scheme, init=str(args.init) if args.init else None,
         pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
         freeze_epochs=args.freeze_epochs, backbone_lr=args.backbone_lr, restarts=args.restarts,
+        fine_tune=args.fine_tune,
         restart_epochs=args.restart_epochs,
         unlabelled=str(args.unlabelled) if args.unlabelled else None,
         pseudo_threshold=args.pseudo_threshold,
         self_training_rounds=args.self_training_rounds,
         constraints=constraints(args).to_dict())
-    result = train(args.data, args.out, config, log=log, show_progress=not args.quiet)
+    data = args.data[0] if len(args.data) == 1 else (args.data or None)
+    result = train(data, args.out, config, log=log, show_progress=not args.quiet)
     if result.reading is None:
         return 0  # under torchrun, rank 0 reports
     for note in result.notes:

@@ -9,6 +9,7 @@ from captchalab.data.dataset import (
     Sample,
     label_from_filename,
     read_labelled_folder,
+    read_labelled_folders,
     split_samples,
 )
 from captchalab.data.preprocess import Preprocessing, to_grey
@@ -23,6 +24,7 @@ __all__ = [
     "Sample",
     "label_from_filename",
     "read_labelled_folder",
+    "read_labelled_folders",
     "split_samples",
     "to_grey",
 ]

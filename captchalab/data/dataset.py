@@ -181,6 +181,36 @@ def read_labelled_folder(
     return LabelledFolder(root, samples, bad, alphabet, digest.hexdigest()[:16])
 
 
+def read_labelled_folders(
+    folders: str | Path | Sequence[str | Path],
+    alphabet: str | Alphabet | None = None,
+    case_insensitive: bool = False,
+    keep_alphabet: str | None = None,
+) -> LabelledFolder:
+    """One or several labelled folders read as one (the original set plus newly labelled
+    images, say). The alphabet is ``alphabet``, or ``keep_alphabet`` (a model's, when
+    fine-tuning it) extended by the labels' new symbols, or the labels' symbols."""
+    paths = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    if not paths:
+        raise DatasetError("no labelled folder given")
+    parts = [read_labelled_folder(path, alphabet, case_insensitive) for path in paths]
+    samples = [s for part in parts for s in part.samples]
+    if len(parts) > 1 and len(set(map(str, (s.path for s in samples)))) != len(samples):
+        raise DatasetError(f"{paths[0]}: a folder is given twice")
+    labels = "".join(s.label for s in samples)
+    if alphabet is not None:
+        symbols = parts[0].alphabet
+    elif keep_alphabet is not None:
+        new = "".join(sorted(set(labels) - set(keep_alphabet)))
+        symbols = Alphabet(keep_alphabet + new)
+    else:
+        symbols = Alphabet.from_labels(s.label for s in samples) if samples else None
+    fingerprint = parts[0].fingerprint if len(parts) == 1 else hashlib.sha256(
+        "\0".join(p.fingerprint for p in parts).encode()).hexdigest()[:16]
+    return LabelledFolder(parts[0].root, samples, [b for p in parts for b in p.bad], symbols,
+                          fingerprint)
+
+
 def split_samples(
     samples: Sequence[Sample], val_split: float, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:

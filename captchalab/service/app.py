@@ -1,13 +1,17 @@
-"""The FastAPI app: ``POST /v1/recognize``, ``GET /v1/models``, ``GET /healthz``, the pages
-``/`` (try a model) and ``/label`` (label captchas, least confident first)."""
+"""The FastAPI app: ``POST /v1/recognize``, ``GET /v1/models``, ``GET /healthz``,
+``GET /metrics``, ``POST /v1/models/{name}/reload`` (admin), the pages ``/`` (try a model)
+and ``/label`` (label captchas, least confident first; the review queue's, with
+``--review-dir``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import hashlib
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+import hmac
+import logging
+import time
+from contextlib import asynccontextmanager, suppress
 from importlib import resources
 from pathlib import Path
 
@@ -26,37 +30,18 @@ from captchalab.data.dataset import IMAGE_SUFFIXES
 from captchalab.data.preprocess import ImageError, ImageTooLarge, open_image
 from captchalab.runtime.constraints import ConstraintError, Constraints, symbol_groups
 from captchalab.runtime.recognizer import Recognizer
-from captchalab.service.batching import MicroBatcher
 from captchalab.service.guard import BodyGuard, BodyRefused
 from captchalab.service.labelling import LabelQueue
 from captchalab.service.limits import Limits
+from captchalab.service.metrics import CONTENT_TYPE, ServiceMetrics
+from captchalab.service.models import ModelSet, ReloadRefused, ServedModel
+from captchalab.service.review import ReviewQueue, Unsure, suffix_of
 
+LOG = logging.getLogger("captchalab.service")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+DEFAULT_REVIEW_BELOW = 0.5  # the unsure share in /metrics, without --review-below
 
-@dataclass
-class ServedModel:
-    """A recognizer under a name, with the version clients see (a hash of its file)."""
-
-    name: str
-    recognizer: Recognizer
-    version: str
-    batcher: MicroBatcher = field(repr=False)
-
-    @classmethod
-    def load(cls, path: str | Path, name: str | None = None, limits: Limits | None = None,
-             threads: int | None = None) -> ServedModel:
-        path = Path(path)
-        limits = limits or Limits()
-        recognizer = Recognizer.load(path, threads=threads)
-        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        batcher = MicroBatcher(recognizer, limits.max_batch, limits.batch_wait)
-        return cls(name or path.stem, recognizer, version, batcher)
-
-    def describe(self, default: bool) -> dict:
-        r = self.recognizer
-        return {"name": self.name, "version": self.version, "family": r.family,
-                "alphabet": r.alphabet.symbols, "reads_order": r.ordered,
-                "input": {"height": r.preprocessing.height, "width": r.preprocessing.width},
-                "format": Path(r.path).suffix.lstrip("."), "default": default}
+__all__ = ["ServedModel", "create_app"]
 
 
 class RecognizeJSON(BaseModel):
@@ -115,6 +100,11 @@ RECOGNIZE_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": RecognizeJSON.model_json_schema()}}}}
 
 
+class ReloadBody(BaseModel):
+    path: str | None = Field(None, description="the model file to swap in (default: the "
+                             "served model's own file, read again)")
+
+
 class LabelSave(BaseModel):
     file: str = Field(description="name of the unlabelled image")
     label: str = Field(description="the text in the image")
@@ -148,28 +138,41 @@ def decode_image(data: bytes, name: str, limits: Limits) -> Image.Image:
 
 
 def create_app(models: list[ServedModel], limits: Limits | None = None,
-               labels: LabelQueue | None = None) -> FastAPI:
-    """The service over ``models`` (the first is the default); ``labels`` enables ``/label``."""
-    if not models:
-        raise ValueError("serve needs at least one model")
+               labels: LabelQueue | None = None, review: ReviewQueue | None = None,
+               admin_token: str | None = None, watch: bool = False,
+               threads: int | None = None) -> FastAPI:
+    """The service over ``models`` (the first is the default). ``labels`` enables
+    ``/label``; ``review`` keeps the images read below its confidence; ``admin_token``
+    opens the admin endpoints to callers off this machine that send it; ``watch`` reloads a
+    model when its file changes."""
     limits = limits or Limits()
-    by_name = {m.name: m for m in models}
-    if len(by_name) != len(models):
-        raise ValueError("two served models have the same name; name them MODEL=NAME")
+    served = ModelSet(models, limits, threads)
+    metrics = ServiceMetrics(review.below if review else DEFAULT_REVIEW_BELOW)
+    for model in served:
+        model.batcher.on_batch = metrics.batch.labels(model.name).observe
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        for model in models:
+        for model in served:
             model.batcher.start()
+        watcher = asyncio.get_running_loop().create_task(_watch(served, metrics)) if watch \
+            else None
         yield
-        for model in models:
+        if watcher is not None:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+        for model in served:
             await model.batcher.stop()
+        if review is not None:
+            await run_in_threadpool(review.close)
 
     # the docs pages' scripts and styles come from the package, not a CDN: /docs works offline
     app = FastAPIOffline(title="captchalab", version=__version__, lifespan=lifespan,
                          description="Read text captchas with models trained by captchalab.")
     app.add_middleware(BodyGuard, max_bytes=limits.max_request_bytes,
                        timeout=limits.client_timeout)
+    app.state.models, app.state.metrics, app.state.review = served, metrics, review
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, error: ClientError) -> JSONResponse:
@@ -188,11 +191,21 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
                             status_code=422)
 
     def pick(name: str | None) -> ServedModel:
-        if name is None or name == "":
-            return models[0]
-        if name not in by_name:
-            raise ClientError(404, f"unknown model {name!r}; served: {', '.join(by_name)}")
-        return by_name[name]
+        model = served.get(name)
+        if model is None:
+            raise ClientError(404, f"unknown model {name!r}; served: "
+                                   f"{', '.join(served.order)}")
+        return model
+
+    def admin(request: Request) -> None:
+        """Admin endpoints answer callers on this machine, or ones that send the token."""
+        if request.client is not None and request.client.host in LOOPBACK:
+            return
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if admin_token and hmac.compare_digest(given.encode(), admin_token.encode()):
+            return
+        raise ClientError(403, "admin endpoints answer requests from this machine, or with "
+                               "the admin token (Authorization: Bearer TOKEN)")
 
     async def read_request(request: Request) -> tuple[list[tuple[str, bytes]], dict]:
         """The uploads and the options (model, allowed, length, case) of a request: form
@@ -243,38 +256,92 @@ def create_app(models: list[ServedModel], limits: Limits | None = None,
               "reading inside the decoder; confidences are then renormalised over what was "
               "allowed. Answers one result per image, in order.")
     async def recognize(request: Request) -> dict:
+        started, context, status = time.perf_counter(), {"model": "unknown"}, "500"
+        try:
+            answer = await read(request, context)
+            status = "200"
+            return answer
+        except ClientError as error:
+            status = str(error.status)
+            raise
+        except HTTPException as error:
+            status = str(error.status_code)
+            raise
+        finally:
+            metrics.requests.labels(context["model"], status).inc()
+            if status == "200":
+                metrics.latency.labels(context["model"]).observe(time.perf_counter() - started)
+
+    async def read(request: Request, context: dict) -> dict:
         uploads, options = await read_request(request)
-        served = pick(options.get("model"))
-        constraints = _constraints(options, served.recognizer)
+        model = pick(options.get("model"))  # this request reads with it, even if swapped
+        context["model"] = model.name
+        constraints = _constraints(options, model.recognizer)
         if not uploads:
             raise ClientError(400, "no image in the request (multipart 'file' fields or JSON "
                                    "'images')")
         if len(uploads) > limits.max_batch:
             raise ClientError(413, f"{len(uploads)} images, the limit is {limits.max_batch} "
                                    "per request")
-        recognizer = served.recognizer
+        recognizer = model.recognizer
 
         def prepare() -> np.ndarray:
             return np.stack([recognizer.prepare(decode_image(data, name, limits))
                              for name, data in uploads])
 
-        with served.batcher.expecting():
+        with model.batcher.expecting():
             pixels = await run_in_threadpool(prepare)
         try:
-            predictions = await served.batcher.predict(pixels, constraints)
+            predictions = await model.batcher.predict(pixels, constraints)
         except ConstraintError as error:
             raise ClientError(400, str(error)) from None
-        return {"model": served.name, "version": served.version,
+        model.recent.append(pixels[0])
+        metrics.readings(model.name, [p.confidence for p in predictions])
+        if review is not None:
+            for (_, data), prediction in zip(uploads, predictions):
+                review.offer(Unsure(data, suffix_of(data), prediction.characters,
+                                    prediction.confidence, model.name, model.version))
+        return {"model": model.name, "version": model.version,
                 "results": [{"name": name, **p.to_dict()}
                             for (name, _), p in zip(uploads, predictions)]}
 
-    @app.get("/v1/models", summary="Served models", responses=ERRORS)
+    @app.get("/v1/models", summary="Served models", responses=ERRORS,
+             description="Each model's name, version (a hash of its file), family, alphabet "
+             "and input, and `drift`: whether its readings have become far less sure than "
+             "when it started (a changed captcha scheme); the review queue, if kept.")
     async def list_models() -> dict:
-        return {"models": [m.describe(i == 0) for i, m in enumerate(models)]}
+        shown = [m.describe(i == 0) | {"drift": metrics.watch(m.name).drifting}
+                 for i, m in enumerate(served)]
+        return {"models": shown, "swaps": served.swaps,
+                **({"review": await run_in_threadpool(review.stats)} if review else {})}
+
+    @app.post("/v1/models/{name}/reload", summary="Swap a model for a new file (admin)",
+              responses={**ERRORS, 403: {"model": ErrorAnswer, "description": "not an admin"},
+                         409: {"model": ErrorAnswer, "description": "the file was refused; "
+                               "the old model keeps serving"}})
+    async def reload(name: str, request: Request, body: ReloadBody | None = None) -> dict:
+        admin(request)
+        if name not in served.by_name:
+            raise ClientError(404, f"unknown model {name!r}; served: {', '.join(served.order)}")
+        old = served.by_name[name].version
+        try:
+            new = await served.reload(name, body.path if body else None)
+        except ReloadRefused as error:
+            raise ClientError(409, str(error)) from None
+        new.batcher.on_batch = metrics.batch.labels(name).observe
+        metrics.swapped(name)
+        LOG.warning("captchalab: model %s: version %s swapped in for %s", name, new.version, old)
+        return {"model": name, "version": new.version, "previous": old}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"description": "the Prometheus text format",
+                              "content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", summary="Liveness", responses=ERRORS)
     async def health() -> dict:
-        return {"status": "ok", "models": len(models), "version": __version__}
+        return {"status": "ok", "models": len(served.order), "version": __version__}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def try_page() -> HTMLResponse:
@@ -302,6 +369,24 @@ def _constraints(options: dict, recognizer: Recognizer) -> Constraints:
             f"length must be N or MIN-MAX, got {options.get('length')!r}")
         raise ClientError(400, message) from None
     return constraints
+
+
+async def _watch(served: ModelSet, metrics: ServiceMetrics) -> None:
+    """Reload a model when its file changes (written in place or replaced by a rename)."""
+    from watchfiles import awatch
+
+    files = {m.path.resolve(): m.name for m in served}
+    folders = sorted({str(path.parent) for path in files})
+    async for changes in awatch(*folders, debounce=500, step=100):
+        for name in dict.fromkeys(files[Path(p).resolve()] for _, p in changes
+                                  if Path(p).resolve() in files):
+            try:
+                await served.reload(name)
+                metrics.swapped(name)
+                LOG.warning("captchalab: model %s: its file changed, version %s swapped in",
+                            name, served.by_name[name].version)
+            except ReloadRefused as error:
+                LOG.warning("captchalab: model %s: %s", name, error)
 
 
 def _add_labelling(app: FastAPI, labels: LabelQueue) -> None:

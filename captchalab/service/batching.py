@@ -30,10 +30,12 @@ class MicroBatcher:
         self.max_wait = max_wait
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] | None = None
         self.worker: asyncio.Task | None = None
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="captchalab-batch")
+        self.executor: ThreadPoolExecutor | None = None
         self.batches = 0
         self.images = 0
         self.coming = 0  # requests announced but not yet queued
+        self.busy = False  # a batch is being read
+        self.on_batch = None  # called with each forward pass's size (metrics)
 
     @contextmanager
     def expecting(self) -> Iterator[None]:
@@ -45,20 +47,33 @@ class MicroBatcher:
             self.coming -= 1
 
     def start(self) -> None:
-        """Start the worker on the running event loop (again, if an earlier loop is gone)."""
+        """Start the worker on the running event loop (again, if an earlier loop is gone or
+        the batcher was stopped)."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="captchalab-batch")
         self.queue = asyncio.Queue()
         self.worker = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         if self.worker:
             self.worker.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+    async def drain_and_stop(self, timeout: float = 60.0) -> None:
+        """Stop once every queued request has been read (a model swapped out)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (
+                self.busy or self.coming or (self.queue is not None and not self.queue.empty())):
+            await asyncio.sleep(0.01)
+        await self.stop()
 
     async def predict(self, pixels: np.ndarray, constraints: Constraints | None = None
                       ) -> list[Prediction]:
         """Predictions for ``(N, H, W)`` uint8 pixels, their forward pass batched with other
         callers' images, read under ``constraints``."""
-        if self.worker is None or self.worker.done() or (
+        if self.worker is None or self.worker.done() or self.executor is None or (
                 self.worker.get_loop() is not asyncio.get_running_loop()):
             self.start()
         loop = asyncio.get_running_loop()
@@ -95,6 +110,7 @@ class MicroBatcher:
             if not live:
                 continue
             pixels = np.stack([image for image, _ in live])
+            self.busy = True
             try:
                 outputs = await loop.run_in_executor(
                     self.executor, self.recognizer.outputs, pixels)
@@ -103,6 +119,10 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            finally:
+                self.busy = False
+            if self.on_batch is not None:
+                self.on_batch(len(live))
             self.batches += 1
             self.images += len(live)
             for (_, future), row in zip(live, outputs):

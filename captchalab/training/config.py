@@ -13,6 +13,8 @@ from captchalab.data.preprocess import DEFAULT_HEIGHT
 
 TARGET_STEPS = 3000  # default schedule length when epochs is not given
 PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
+FINE_TUNE_STEPS = 600  # the short recipe from a live model (fine_tune)
+FINE_TUNE_RATE = 0.3  # ... at this share of the peak learning rate
 DEFAULT_PSEUDO_THRESHOLD = 0.9  # P(reading) a pseudo-label needs (self-training)
 DEFAULT_SELF_TRAINING_ROUNDS = 3
 
@@ -59,6 +61,7 @@ class TrainConfig:
     scheme: str | None = None  # train on this synthetic scheme, drawn on the fly
     stream_epoch: int = 4096  # synthetic images per epoch (each epoch draws fresh ones)
     stream_val: int = 512  # synthetic validation images (drawn once)
+    fine_tune: bool = False  # the short recipe from `init`: fewer steps, a lower peak rate
     freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
     backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of learning_rate
     # seed 002's recipes
@@ -100,6 +103,8 @@ class TrainConfig:
         if (self.deskew or self.invert) and (self.init or self.resume):
             raise ConfigError("`init` and `resume` keep the preprocessing of the model they "
                               "start from; `deskew` and `invert` apply to new runs")
+        if self.fine_tune and not (self.init or self.pretrain or self.resume):
+            raise ConfigError("`fine_tune` continues a trained model: give it with `init`")
         if (self.init or self.pretrain) and self.resume:
             raise ConfigError("`init` and `pretrain` start a new run; `resume` continues one")
         if self.deskew and family.needs_centres:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captchalab.data import LabelledFolder, Preprocessing, Sample, read_labelled_folder
+from captchalab.data import LabelledFolder, Preprocessing, Sample, read_labelled_folders
 from captchalab.data import split_samples as split_folder
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.generators import load_scheme
@@ -47,7 +47,13 @@ from captchalab.training.checkpoint import (
     save_checkpoint,
     torch_state,
 )
-from captchalab.training.config import TARGET_STEPS, ConfigError, TrainConfig
+from captchalab.training.config import (
+    FINE_TUNE_RATE,
+    FINE_TUNE_STEPS,
+    TARGET_STEPS,
+    ConfigError,
+    TrainConfig,
+)
 from captchalab.training.data import FolderData, Images, PixelCache, StreamData, TrainingData
 from captchalab.training.distributed import Distributed, process_group
 from captchalab.training.schedule import STARVED_SHARE, OneCycle, Progress, UntilConverged
@@ -125,10 +131,16 @@ class Run:
         return self.model if self.average is None else self.average.model
 
 
-def read_training_folder(data_dir: str | Path, config: TrainConfig,
-                         log: Callable[[str], None] = print) -> LabelledFolder:
-    """The labelled folder, its bad files refused (or skipped and counted with skip_bad)."""
-    folder = read_labelled_folder(data_dir, config.alphabet, config.case_insensitive)
+DataSource = str | Path | Sequence[str | Path]  # a labelled folder, or several read as one
+
+
+def read_training_folder(data: DataSource, config: TrainConfig,
+                         log: Callable[[str], None] = print,
+                         keep_alphabet: str | None = None) -> LabelledFolder:
+    """The labelled folder (or folders), its bad files refused (or skipped and counted with
+    skip_bad); ``keep_alphabet`` (the model fine-tuned) is extended by new symbols."""
+    folder = read_labelled_folders(data, config.alphabet, config.case_insensitive,
+                                   keep_alphabet)
     folder.raise_if_bad(config.skip_bad)
     if folder.bad:
         log(f"skipped {len(folder.bad)} bad file(s) of {len(folder.bad) + len(folder.samples)}")
@@ -139,8 +151,10 @@ def planned_steps(config: TrainConfig, train_count: int) -> tuple[int, int]:
     """``(epochs, optimiser steps)`` of the schedule for ``train_count`` training images:
     ``epochs``, or about the family's share of TARGET_STEPS (15 to 300 epochs)."""
     steps_per_epoch = max(1, -(-train_count // config.batch_size))
-    target = TARGET_STEPS * family_class(config.model).schedule_scale
-    epochs = config.epochs or int(np.clip(round(target / steps_per_epoch), 15, 300))
+    target = (FINE_TUNE_STEPS if config.fine_tune else
+              TARGET_STEPS * family_class(config.model).schedule_scale)
+    epochs = config.epochs or int(np.clip(round(target / steps_per_epoch),
+                                          1 if config.fine_tune else 15, 300))
     return epochs, epochs * steps_per_epoch
 
 
@@ -173,11 +187,11 @@ class Trainer:
     staged restarts and self-training, which decode the folder once).
     """
 
-    def __init__(self, data_dir: str | Path | None, out_dir: str | Path, config: TrainConfig,
+    def __init__(self, data_dir: DataSource | None, out_dir: str | Path, config: TrainConfig,
                  log: Callable[[str], None] = print, show_progress: bool = True,
                  split: tuple[list[Sample], list[Sample]] | None = None,
                  target: StreamTarget | None = None, data: TrainingData | None = None) -> None:
-        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.data_dir = data_dir
         self.out_dir = Path(out_dir)
         self.split, self.target, self.data = split, target, data
         self.distributed = Distributed.from_environment()
@@ -208,10 +222,11 @@ class Trainer:
             return self._already_ended(resumed)
         source = load_model_file(config.init) if config.init and resumed is None else None
         # the data: given, a labelled folder, or a synthetic stream
+        start = resumed or source  # its preprocessing and alphabet are kept
         data = self.data or self._load_data(
-            resumed.card.preprocessing if resumed else
-            source.card.preprocessing if source else
-            self.target.preprocessing if self.target else None)
+            start.card.preprocessing if start else
+            self.target.preprocessing if self.target else None,
+            start.card.alphabet if start else None)
         try:
             if resumed is not None and resumed.card.data.fingerprint != data.facts.fingerprint:
                 raise ModelFileError(f"{self.checkpoint_path}: was trained on different data; "
@@ -250,7 +265,8 @@ class Trainer:
                            state.history, get_decoder(card.decoder).reading, state.ended,
                            state.step, card.training.steps_planned)
 
-    def _load_data(self, preprocessing: Preprocessing | None) -> TrainingData:
+    def _load_data(self, preprocessing: Preprocessing | None,
+                   alphabet: str | None = None) -> TrainingData:
         """The labelled folder's images, or a synthetic scheme's stream with ``scheme``."""
         config, target = self.config, self.target
         family = family_class(config.model)
@@ -261,7 +277,7 @@ class Trainer:
         if self.data_dir is None:
             raise ConfigError("nothing to train on: give a folder of labelled images or a "
                               "synthetic `scheme`")
-        folder = read_training_folder(self.data_dir, config, self.log)
+        folder = read_training_folder(self.data_dir, config, self.log, alphabet)
         train, val = self.split or split_folder(folder.samples, config.val_split, config.seed)
         return FolderData.load(folder, train, val, config, self.reporter, preprocessing,
                                family.needs_centres, PixelCache())
@@ -292,14 +308,15 @@ class Trainer:
         symbol_groups(data.alphabet, Constraints.from_dict(config.constraints))  # readable?
         epochs, total_steps = planned_steps(config, data.train_count)
         plan = total_steps
+        peak = config.learning_rate * (FINE_TUNE_RATE if config.fine_tune else 1.0)
         if config.schedule == "until-converged":
             epoch_steps = total_steps // epochs
             epochs = max(epochs, math.ceil(config.stretch * epochs))
             total_steps = epochs * epoch_steps
-            schedule = UntilConverged(config.learning_rate, round(0.15 * plan), plan // 2,
-                                      total_steps, epoch_steps)
+            schedule = UntilConverged(peak, round(0.15 * plan), plan // 2, total_steps,
+                                      epoch_steps)
         else:
-            schedule = OneCycle(config.learning_rate)
+            schedule = OneCycle(peak)
         lengths = data.label_lengths
         decoding = DecodingSettings(config.decoding, config.beam_width,
                                     lengths[0] if len(lengths) == 1 else None)
