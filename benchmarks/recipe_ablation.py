@@ -26,6 +26,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 VARIANTS: dict[str, dict] = {
     "baseline": {},
     "ema": {"ema": 0.999},
+    "ema0.995": {"ema": 0.995},
     "captcha_aug": {"augment_captcha": True},
     "ema+captcha_aug": {"ema": 0.999, "augment_captcha": True},
     "height48": {"height": 48},
