@@ -29,6 +29,7 @@ VARIANTS: dict[str, dict] = {
     "ema0.995": {"ema": 0.995},
     "captcha_aug": {"augment_captcha": True},
     "ema+captcha_aug": {"ema": 0.999, "augment_captcha": True},
+    "ema+strong_captcha_aug": {},  # measured with a first, stronger captcha_aug (see README)
     "height48": {"height": 48},
     "width1.5": {"width_multiplier": 1.5},
     "steps2x": {"epochs": "2x"},

@@ -153,6 +153,20 @@ def test_until_converged_leaves_time_for_its_cooldown():
     assert capped.trigger == "schedule" and capped.cooldown_steps == 1000
 
 
+def test_until_converged_cools_down_before_the_next_validation_would_be_too_late():
+    """A tiny set validates every few epochs: the cooldown must start a validation early."""
+    from captchalab.training.checkpoint import LoopState
+    from captchalab.training.schedule import UntilConverged
+
+    every_epoch = UntilConverged(1e-3, 10, 100, 1000, epoch_steps=10)
+    every_sixth = UntilConverged(1e-3, 10, 100, 1000, epoch_steps=10, check_steps=60)
+    early, late = LoopState(step=800), LoopState(step=800)
+    every_epoch.update(early, 0.9, 0.1, 0.1, None)  # 800 + 10 + 160 < 1000: not yet
+    every_sixth.update(late, 0.9, 0.1, 0.1, None)  # 800 + 60 + 160 >= 1000: now
+    assert early.cooldown_start is None
+    assert late.trigger == "schedule" and late.cooldown_steps == 160
+
+
 @pytest.mark.slow
 def test_an_easy_set_stops_when_converged_and_says_so(small_rings, tmp_path, capsys):
     out = tmp_path / "run"

@@ -104,9 +104,10 @@ class UntilConverged:
     MIN_PATIENCE = 4
 
     def __init__(self, peak: float, warmup_steps: int, min_steps: int, max_steps: int,
-                 epoch_steps: int) -> None:
+                 epoch_steps: int, check_steps: int | None = None) -> None:
         self.peak, self.warmup_steps = peak, max(1, warmup_steps)
         self.min_steps, self.max_steps, self.epoch_steps = min_steps, max_steps, epoch_steps
+        self.check_steps = epoch_steps if check_steps is None else check_steps  # validations
 
     def rate(self, state) -> float:
         if state.cooldown_start is not None:
@@ -133,9 +134,10 @@ class UntilConverged:
         trigger = ""
         if state.stale >= patience and state.step >= self.min_steps:
             trigger = "converged"
-        elif time_left is not None and length * seconds_per_step >= time_left:
+        # the next validation comes check_steps later: start now if it would be too late
+        elif time_left is not None and (length + self.check_steps) * seconds_per_step >= time_left:
             trigger = "budget"
-        elif state.step + length >= self.max_steps:
+        elif state.step + self.check_steps + length >= self.max_steps:
             trigger = "schedule"
         if trigger:
             state.cooldown_start, state.trigger = state.step, trigger

@@ -147,6 +147,11 @@ def read_training_folder(data: DataSource, config: TrainConfig,
     return folder
 
 
+def validate_every(train_count: int) -> int:
+    """Epochs between validations: every epoch, or every few for a tiny training set."""
+    return max(1, -(-VALIDATE_EVERY_IMAGES // max(1, train_count)))
+
+
 def planned_steps(config: TrainConfig, train_count: int) -> tuple[int, int]:
     """``(epochs, optimiser steps)`` of the schedule for ``train_count`` training images:
     ``epochs``, or about the family's share of TARGET_STEPS (15 to 300 epochs)."""
@@ -314,7 +319,7 @@ class Trainer:
             epochs = max(epochs, math.ceil(config.stretch * epochs))
             total_steps = epochs * epoch_steps
             schedule = UntilConverged(peak, round(0.15 * plan), plan // 2, total_steps,
-                                      epoch_steps)
+                                      epoch_steps, epoch_steps * validate_every(data.train_count))
         else:
             schedule = OneCycle(peak)
         lengths = data.label_lengths
@@ -358,7 +363,7 @@ class Trainer:
                    augmentation,
                    Validator(data, model.decoder, decoding, self.device), progress, schedule,
                    state, epochs, total_steps, plan,
-                   validate_every=max(1, -(-VALIDATE_EVERY_IMAGES // max(1, data.train_count))),
+                   validate_every=validate_every(data.train_count),
                    best=dict(resumed.best) if resumed else state_to_numpy(model),
                    decoding=resumed.card.decoding if resumed else decoding, average=average)
 
