@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict] = {
     "no_augment": {"augment": False},
     "darkest": {"grey": "darkest"},
     "until_converged": {"schedule": "until-converged"},
+    "until_converged+ema": {"schedule": "until-converged", "ema": 0.999, "max_minutes": 15},
     "until_converged+ema+captcha_aug": {"schedule": "until-converged", "ema": 0.999,
                                         "augment_captcha": True},
 }

@@ -202,3 +202,32 @@ def test_evaluate_names_symbols_the_model_cannot_read(trained_model, rings_test,
     assert report["unknown_symbols"] == "x" and report["count"] == 10
     assert report["readable"]["count"] == 6
     assert report["readable"]["sequence_accuracy"] >= report["sequence_accuracy"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--width-multiplier", "9"], "--width-multiplier"),
+    (["--ema", "0"], "--ema"),
+])
+def test_recipe_levers_out_of_range_name_their_flag(flags, message, tmp_path, capsys):
+    for i in range(4):
+        Image.new("L", (40, 16), 255).save(tmp_path / f"ab{i}.png")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "run"), *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_recipe_levers_reach_the_model_file(tmp_path, capsys):
+    from captchalab.runtime.model_file import read_card
+
+    for i in range(8):
+        Image.new("RGB", (40, 16), (255, 255, 255)).save(tmp_path / f"ab{i}.png")
+    run = tmp_path / "run"
+    code = main(["train", str(tmp_path), "--out", str(run), "--epochs", "1", "--quiet",
+                 "--grey", "darkest", "--width-multiplier", "0.5", "--ema", "0.9",
+                 "--augment-captcha", "--schedule", "until-converged"])
+    assert code == 0
+    card = read_card(run / "model.safetensors")
+    assert card.preprocessing.grey == "darkest"
+    assert card.config["widths"] == [8, 16, 32, 64] and card.config["hidden"] == 48  # halved
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["schedule"]["kind"] == "until-converged"

@@ -169,6 +169,31 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
     p.add_argument("--overwrite", action="store_true",
                    help="replace a model already in OUT (without it, an existing model is kept)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    recipe = p.add_argument_group(
+        "recipe levers", "How hard the recipe works (BENCHMARKS.md, 'The recipe's levers', "
+        "measures each on the shared sets).")
+    recipe.add_argument("--schedule", choices=("one-cycle", "until-converged"),
+                        default=defaults.schedule,
+                        help="one-cycle: the planned steps; until-converged: hold the peak rate "
+                        "while validation improves, then cool down and stop, at most "
+                        f"{defaults.stretch:g}x the planned steps (default: %(default)s)")
+    recipe.add_argument("--ema", type=FRACTION, metavar="DECAY", default=defaults.ema,
+                        help="validate and keep an exponential moving average of the weights "
+                        "with this decay per step, e.g. 0.999 (default: "
+                        + ("off" if defaults.ema is None else f"{defaults.ema:g}") + ")")
+    recipe.add_argument("--no-ema", dest="ema", action="store_const", const=None,
+                        help="keep the trained weights themselves, no average")
+    recipe.add_argument("--augment-captcha", action=argparse.BooleanOptionalAction,
+                        default=defaults.augment_captcha,
+                        help="also elastic warp, blur, thin occluding lines and dots "
+                        "(default: %(default)s)")
+    recipe.add_argument("--grey", choices=("luma", "darkest"), default=defaults.grey,
+                        help="colour to grey: luma, or each pixel's darkest channel (pale "
+                        "coloured glyphs; stored in the model) (default: %(default)s)")
+    recipe.add_argument("--width-multiplier", type=POSITIVE, metavar="F",
+                        default=defaults.width_multiplier,
+                        help="channels of the backbone and heads as a multiple of the family's "
+                        "(default: %(default)s)")
     add_family_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -183,7 +208,9 @@ def train_config(args: argparse.Namespace, model: str, **more):
         seed=args.seed, device=args.device, height=args.height, invert=args.invert,
         deskew=args.deskew, alphabet=args.alphabet, case_insensitive=args.case_insensitive,
         skip_bad=args.skip_bad, resume=args.resume, overwrite=args.overwrite,
-        augment=not args.no_augment, model_options=family_options(args), **more)
+        augment=not args.no_augment, model_options=family_options(args),
+        schedule=args.schedule, ema=args.ema, augment_captcha=args.augment_captcha,
+        grey=args.grey, width_multiplier=args.width_multiplier, **more)
 
 
 def add_decoding(p: argparse.ArgumentParser, device: str = "cpu") -> None:

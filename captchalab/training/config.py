@@ -100,9 +100,9 @@ class TrainConfig:
         if self.pretrain and (self.init or self.scheme):
             raise ConfigError("`pretrain` makes its own starting model: drop `init` and "
                               "`scheme`")
-        if (self.deskew or self.invert) and (self.init or self.resume):
+        if (self.deskew or self.invert or self.grey != "luma") and (self.init or self.resume):
             raise ConfigError("`init` and `resume` keep the preprocessing of the model they "
-                              "start from; `deskew` and `invert` apply to new runs")
+                              "start from; `deskew`, `invert` and `grey` apply to new runs")
         if self.fine_tune and not (self.init or self.pretrain or self.resume):
             raise ConfigError("`fine_tune` continues a trained model: give it with `init`")
         if (self.init or self.pretrain) and self.resume:
@@ -110,6 +110,17 @@ class TrainConfig:
         if self.deskew and family.needs_centres:
             raise ConfigError(f"`deskew` moves characters away from their annotated centres; "
                               f"the {self.model} family trains on centres")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ConfigError(f"`ema` is a decay per step between 0 and 1, e.g. 0.999, not "
+                              f"{self.ema:g}")
+        if not 0.25 <= self.width_multiplier <= 4.0:
+            raise ConfigError(f"`width_multiplier` scales the channels, from 0.25 to 4, not "
+                              f"{self.width_multiplier:g}")
+        if self.grey not in ("luma", "darkest"):
+            raise ConfigError(f"`grey` is luma or darkest, not {self.grey!r}")
+        if self.schedule not in ("one-cycle", "until-converged"):
+            raise ConfigError(f"`schedule` is one-cycle or until-converged, not "
+                              f"{self.schedule!r}")
         if self.restart_epochs and not self.restarts:
             raise ConfigError("`restart_epochs` applies to `restarts`")
         if self.restarts:
