@@ -89,3 +89,19 @@ def test_beam_decoding_agrees_with_the_full_search():
     assert agree >= 63  # the shortcut returns the exact best reading where it is sure
     for d, s, item in zip(decoded, searched, log_probs):
         assert ctc.sequence_log_prob(item, d.labels) >= ctc.sequence_log_prob(item, s) - 1e-9
+
+
+def test_a_large_alphabet_expands_only_each_frames_most_probable_symbols():
+    """500 symbols: keeping each frame's 16 best changes no reading of a trained-like output,
+    and a frame's best symbol is always among those kept."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        logits = rng.normal(0, 1, (24, 501))
+        logits[np.arange(24), rng.integers(0, 501, 24)] += 8  # one clear symbol per frame
+        log_probs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        assert ctc.prefix_beam_search(log_probs) == ctc.prefix_beam_search(
+            log_probs, top_symbols=501)
+    flat = np.full((1, 40), np.log(1 / 40))  # every symbol above the floor, all alike
+    flat[0, 39] += 1e-3  # the last symbol is the best: it is kept
+    assert ctc.prefix_beam_search(flat - np.logaddexp.reduce(flat, axis=1), top_symbols=4) \
+        == (39,)

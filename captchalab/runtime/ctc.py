@@ -35,17 +35,22 @@ def prefix_beam_search(
     beam_width: int = 8,
     bounds: tuple[int, int] | None = None,
     prune_log_prob: float = float(np.log(1e-4)),
+    top_symbols: int = 16,
 ) -> tuple[int, ...]:
     """CTC prefix beam search: the most probable *sequence*, summing over its alignments.
 
     With ``bounds`` (min, max) set, prefixes longer than max are dropped, so are prefixes
     too short to reach min in the frames left, and a prefix within the bounds wins when any
-    survives. Symbols below ``prune_log_prob`` in a frame are not expanded, and beams below
-    the best by more than twice that are dropped.
+    survives. Only a frame's ``top_symbols`` most probable symbols, and of those only the ones
+    above ``prune_log_prob``, are expanded (a large alphabet costs no more than a small one),
+    and beams below the best by more than twice that are dropped.
     """
     low, high = bounds if bounds is not None else (0, len(log_probs))
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # (blank, non-blank)
     expand = log_probs >= prune_log_prob
+    if log_probs.shape[1] > top_symbols:  # keep each frame's most probable symbols only
+        unlikely = np.argpartition(-log_probs, top_symbols, axis=1)[:, top_symbols:]
+        np.put_along_axis(expand, unlikely, False, axis=1)
     expand[np.arange(len(log_probs)), np.argmax(log_probs, axis=1)] = True  # always the best
     expand[:, 0] = False  # the blank extends nothing
     frames = np.asarray(log_probs, dtype=np.float64).tolist()
