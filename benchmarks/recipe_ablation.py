@@ -24,7 +24,7 @@ from captchalab.training import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 VARIANTS: dict[str, dict] = {
-    "baseline": {},
+    "baseline": {"ema": None},  # the recipe before the levers (one-cycle, no average)
     "ema": {"ema": 0.999},
     "ema0.995": {"ema": 0.995},
     "captcha_aug": {"augment_captcha": True},

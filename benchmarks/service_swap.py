@@ -36,6 +36,8 @@ LUA = """
 files = {%s}
 expected = %s
 counter, checked, wrong, seen = 0, 0, 0, {}
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
 boundary = "captchalabswap"
 request = function()
   counter = counter + 1
@@ -55,12 +57,20 @@ response = function(status, headers, body)
   if not expected[version] or expected[version][tonumber(name)] ~= text then
     wrong = wrong + 1
   end
-  seen[version] = (seen[version] or 0) + 1
-end
-done = function(summary, latency, requests)
-  local versions = 0
+  if version then seen[version] = 1 end
+  versions = 0
   for _ in pairs(seen) do versions = versions + 1 end
-  io.write(string.format("CHECKED %%d WRONG %%d VERSIONS %%d\\n", checked, wrong, versions))
+end
+-- done() runs in wrk's main Lua state: the counts live in each thread's state
+done = function(summary, latency, requests)
+  local all_checked, all_wrong, most_versions = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    all_checked = all_checked + (thread:get("checked") or 0)
+    all_wrong = all_wrong + (thread:get("wrong") or 0)
+    most_versions = math.max(most_versions, thread:get("versions") or 0)
+  end
+  io.write(string.format("CHECKED %%d WRONG %%d VERSIONS %%d\\n", all_checked, all_wrong,
+                         most_versions))
 end
 """
 
@@ -97,7 +107,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_service_swap.json"))
     args = parser.parse_args()
-    files = sorted(args.data.glob("*.png"))[: args.images]
+    files = sorted(p for p in args.data.iterdir()
+                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[: args.images]
     table = expected_readings(args.models, files)
     differing = sum(a != b for a, b in zip(*table.values()))
     print(f"the two models read {differing} of {len(files)} images differently", flush=True)

@@ -47,7 +47,7 @@ class TrainConfig:
     overwrite: bool = False  # replace a model already in the output folder
     augment: bool = True
     augment_captcha: bool = False  # also elastic warp, blur, occluding lines, dots, patches
-    ema: float | None = None  # keep an exponential moving average of the weights (decay)
+    ema: float | None = 0.999  # validate and keep a moving average of the weights (decay)
     width_multiplier: float = 1.0  # channels of the backbone and the heads, as a multiple
     schedule: str = "one-cycle"  # or "until-converged": hold the peak rate while it improves
     stretch: float = 3.0  # until-converged: at most this many times the planned steps
