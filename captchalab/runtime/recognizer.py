@@ -12,10 +12,8 @@ parity check, evaluation and the centre annotation tool all read through it.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -259,21 +257,19 @@ class Recognizer:
         results: list[Prediction | ImageFailure] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            loaded = list(_map(self._prepared, chunk))  # images decode in parallel
-            for item, array in zip(chunk, loaded):
-                if isinstance(array, ImageFailure) and errors == "raise":
-                    where = f"{item}: " if isinstance(item, (str, Path)) else ""
-                    raise type(array.error)(f"{where}{array.error}") from None
+            loaded: list[np.ndarray | ImageFailure] = []
+            for item in chunk:
+                try:
+                    loaded.append(self.prepare(item))
+                except (ImageError, OSError) as error:
+                    if errors == "raise":
+                        where = f"{item}: " if isinstance(item, (str, Path)) else ""
+                        raise type(error)(f"{where}{error}") from None
+                    loaded.append(ImageFailure(error))
             good = [array for array in loaded if not isinstance(array, ImageFailure)]
             readings = iter(self.read(np.stack(good), decoding, constraints) if good else [])
             results.extend(x if isinstance(x, ImageFailure) else next(readings) for x in loaded)
         return results
-
-    def _prepared(self, item: ImageInput) -> np.ndarray | ImageFailure:
-        try:
-            return self.prepare(item)
-        except (ImageError, OSError) as error:
-            return ImageFailure(error)
 
     def read_folder(self, data_dir: str | Path, batch_size: int = 64,
                     decoding: DecodingSettings | None = None, skip_bad: bool = False,
@@ -315,22 +311,6 @@ class Recognizer:
                 probability = float(np.exp(ctc.sequence_log_prob(log_probs, indices)))
                 alignments.append(Alignment(len(log_probs), centres, probability))
         return alignments
-
-
-_POOL: ThreadPoolExecutor | None = None
-PARALLEL_FROM = 4  # images in a batch from which decoding them is shared out over threads
-
-
-def _map(function: Callable, items: list) -> Iterable:
-    """``map`` over a thread per core for a batch (Pillow releases the GIL while it decodes
-    and resizes), plain ``map`` for one image or one core."""
-    global _POOL
-    cores = os.cpu_count() or 1
-    if cores < 2 or len(items) < PARALLEL_FROM:
-        return map(function, items)
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(cores, thread_name_prefix="captchalab-decode")
-    return _POOL.map(function, items)
 
 
 def _span(length: tuple[int, int]) -> str:
