@@ -131,7 +131,8 @@ def family_help() -> str:
 
 def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -> None:
     """Options shared by ``train`` and ``compare``."""
-    from captchalab.training.config import TARGET_STEPS, TrainConfig
+    from captchalab.data.preprocess import GREY_MODES
+    from captchalab.training.config import SCHEDULES, TARGET_STEPS, TrainConfig
 
     defaults = TrainConfig()
     p.add_argument("--epochs", type=POSITIVE_INT,
@@ -172,7 +173,7 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
     recipe = p.add_argument_group(
         "recipe levers", "How hard the recipe works (BENCHMARKS.md, 'The recipe's levers', "
         "measures each on the shared sets).")
-    recipe.add_argument("--schedule", choices=("one-cycle", "until-converged"),
+    recipe.add_argument("--schedule", choices=SCHEDULES,
                         default=defaults.schedule,
                         help="one-cycle: the planned steps; until-converged: hold the peak rate "
                         "while validation improves, then cool down and stop, at most "
@@ -187,7 +188,7 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
                         default=defaults.augment_captcha,
                         help="also elastic warp, blur, thin occluding lines and dots "
                         "(default: %(default)s)")
-    recipe.add_argument("--grey", choices=("luma", "darkest"), default=defaults.grey,
+    recipe.add_argument("--grey", choices=GREY_MODES, default=defaults.grey,
                         help="colour to grey: luma, or each pixel's darkest channel (pale "
                         "coloured glyphs; stored in the model) (default: %(default)s)")
     recipe.add_argument("--width-multiplier", type=POSITIVE, metavar="F",

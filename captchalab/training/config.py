@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from captchalab.data.preprocess import DEFAULT_HEIGHT
+from captchalab.data.preprocess import DEFAULT_HEIGHT, GREY_MODES
 
 TARGET_STEPS = 3000  # default schedule length when epochs is not given
 PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
 FINE_TUNE_STEPS = 600  # the short recipe from a live model (fine_tune)
 FINE_TUNE_RATE = 0.3  # ... at this share of the peak learning rate
+SCHEDULES = ("one-cycle", "until-converged")  # the learning-rate schedules
 DEFAULT_PSEUDO_THRESHOLD = 0.9  # P(reading) a pseudo-label needs (self-training)
 DEFAULT_SELF_TRAINING_ROUNDS = 3
 
@@ -116,10 +117,10 @@ class TrainConfig:
         if not 0.25 <= self.width_multiplier <= 4.0:
             raise ConfigError(f"`width_multiplier` scales the channels, from 0.25 to 4, not "
                               f"{self.width_multiplier:g}")
-        if self.grey not in ("luma", "darkest"):
-            raise ConfigError(f"`grey` is luma or darkest, not {self.grey!r}")
-        if self.schedule not in ("one-cycle", "until-converged"):
-            raise ConfigError(f"`schedule` is one-cycle or until-converged, not "
+        if self.grey not in GREY_MODES:
+            raise ConfigError(f"`grey` is one of {', '.join(GREY_MODES)}, not {self.grey!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"`schedule` is one of {', '.join(SCHEDULES)}, not "
                               f"{self.schedule!r}")
         if self.restart_epochs and not self.restarts:
             raise ConfigError("`restart_epochs` applies to `restarts`")
