@@ -231,3 +231,24 @@ def test_recipe_levers_reach_the_model_file(tmp_path, capsys):
     assert card.config["widths"] == [8, 16, 32, 64] and card.config["hidden"] == 48  # halved
     summary = json.loads((run / "summary.json").read_text())
     assert summary["schedule"]["kind"] == "until-converged"
+    assert card.training.config["ema"] == 0.9 and card.training.config["augment_captcha"]
+
+
+def test_recipe_lever_switches_reach_the_training_config():
+    """The defaults (EMA on, captcha augmentation off) and their opposite switches."""
+    from captchalab.cli import parser
+    from captchalab.cli.options import train_config
+    from captchalab.training import TrainConfig
+
+    def parsed(*flags: str):
+        return parser().parse_args(["train", "data", "--out", "o", *flags])
+
+    def config(*flags: str) -> TrainConfig:
+        return train_config(parsed(*flags), "crnn")
+
+    assert config().ema == TrainConfig().ema == 0.999 and not config().augment_captcha
+    switched = config("--no-ema", "--augment-captcha")
+    assert switched.ema is None and switched.augment_captcha
+    assert parsed().balance_folders is None  # TrainConfig's None: on with --fine-tune
+    assert parsed("--balance-folders").balance_folders is True
+    assert parsed("--no-balance-folders").balance_folders is False

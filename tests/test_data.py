@@ -8,6 +8,7 @@ from captchalab.data import (
     Alphabet,
     DatasetError,
     Preprocessing,
+    balance_folders,
     label_from_filename,
     read_labelled_folder,
     split_samples,
@@ -95,6 +96,25 @@ def test_split_is_deterministic_and_independent_of_order(tmp_path):
     assert not {s.path for s in train_a} & {s.path for s in val_a}
     _, val_other = split_samples(samples, 0.1, seed=1)
     assert [s.path for s in val_other] != [s.path for s in val_a]
+
+
+def test_balanced_folders_weigh_the_same(tmp_path):
+    """30 original images beside 4 new labels: the new ones repeat 8 times (30 / 4, rounded),
+    each image of a folder as often as the others."""
+    original, new = tmp_path / "original", tmp_path / "new"
+    for folder, count in ((original, 30), (new, 4)):
+        folder.mkdir()
+        for i in range(count):
+            _image(folder / f"{i:03d}{folder.name[0]}.png", size=(30, 10))
+    samples = [s for f in (original, new) for s in read_labelled_folder(f).samples]
+    balanced, repeats = balance_folders(samples, [original, new])
+    assert repeats == [1, 8] and len(balanced) == 30 + 4 * 8
+    counts = {}
+    for sample in balanced:
+        counts[sample.path] = counts.get(sample.path, 0) + 1
+    assert {counts[s.path] for s in samples if s.path.parent == new} == {8}
+    assert {counts[s.path] for s in samples if s.path.parent == original} == {1}
+    assert balance_folders(samples, [original])[1] == [1]  # one folder: unchanged
 
 
 def test_preprocessing_same_array_from_every_input_kind(tmp_path):

@@ -84,7 +84,7 @@ def test_fine_tuning_a_trained_model_on_a_new_alphabet(trained_model, rings_trai
 @pytest.mark.slow
 def test_fine_tuning_reads_several_folders_as_one(tmp_path, capsys):
     """The loop's fine-tune: the original set and newly labelled images, from the live
-    model, with the short recipe."""
+    model, with the short recipe, in which the new folder weighs as much as the original."""
     from captchalab.cli import main
     from captchalab.generators import generate
     from captchalab.runtime import read_card
@@ -103,9 +103,11 @@ def test_fine_tuning_reads_several_folders_as_one(tmp_path, capsys):
                  "--fine-tune", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "72 training and 8 validation images" in err and "1 new (z)" in err
+    assert "each folder weighs the same: original x1, new x3" in err
     card, before = read_card(out / "model.safetensors"), read_card(live / "model.safetensors")
-    assert card.alphabet == before.alphabet + "z"
-    assert card.training.config["fine_tune"] and card.training.steps_planned == 2 * 3
+    assert card.alphabet == before.alphabet + "z" and card.data.train_count == 72
+    # 54 original and 18 new images, the new ones three times: 108 a epoch, 4 steps
+    assert card.training.config["fine_tune"] and card.training.steps_planned == 2 * 4
     assert (out / "model.safetensors").read_bytes() != (live / "model.safetensors").read_bytes()
 
 

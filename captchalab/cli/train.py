@@ -73,7 +73,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        "alphabet may differ (shared symbols carry over, new ones start fresh)")
     group.add_argument("--fine-tune", action="store_true",
                        help=f"the short recipe for a live model given with --init (new labels "
-                       f"added): about {FINE_TUNE_STEPS} steps at {FINE_TUNE_RATE:g} x --lr")
+                       f"added): about {FINE_TUNE_STEPS} steps at {FINE_TUNE_RATE:g} x --lr, "
+                       "each DATA folder weighing the same")
+    group.add_argument("--balance-folders", action=argparse.BooleanOptionalAction,
+                       help="with several DATA folders, repeat the smaller folders' images so "
+                       "that each folder weighs as much as the largest (default: on with "
+                       "--fine-tune, off otherwise)")
     group.add_argument("--freeze-epochs", type=COUNT, default=defaults.freeze_epochs,
                        metavar="N", help="keep the backbone fixed for the first N epochs "
                        "(default: %(default)s)")
@@ -122,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
         args, model, scheme=args.scheme, init=str(args.init) if args.init else None,
         pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
         freeze_epochs=args.freeze_epochs, backbone_lr=args.backbone_lr, restarts=args.restarts,
-        fine_tune=args.fine_tune,
+        fine_tune=args.fine_tune, balance_folders=args.balance_folders,
         restart_epochs=args.restart_epochs,
         unlabelled=str(args.unlabelled) if args.unlabelled else None,
         pseudo_threshold=args.pseudo_threshold,

@@ -211,6 +211,25 @@ def read_labelled_folders(
                           fingerprint)
 
 
+def balance_folders(
+    samples: Sequence[Sample], folders: Sequence[str | Path]
+) -> tuple[list[Sample], list[int]]:
+    """``samples`` with each folder's repeated so that every folder weighs about as much as
+    the largest one (a few hundred new labels beside the original set), and each folder's
+    repeat count. Samples outside every folder are kept once."""
+    roots = [Path(folder).resolve() for folder in folders]
+    groups: list[list[Sample]] = [[] for _ in roots]
+    rest: list[Sample] = []
+    for sample in samples:
+        path = sample.path.resolve()
+        owner = next((i for i, root in enumerate(roots) if path.is_relative_to(root)), None)
+        (rest if owner is None else groups[owner]).append(sample)
+    largest = max((len(group) for group in groups), default=0)
+    repeats = [max(1, round(largest / len(group))) if group else 0 for group in groups]
+    balanced = [s for group, n in zip(groups, repeats) for _ in range(n) for s in group]
+    return balanced + rest, repeats
+
+
 def split_samples(
     samples: Sequence[Sample], val_split: float, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:

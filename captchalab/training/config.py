@@ -63,6 +63,7 @@ class TrainConfig:
     stream_epoch: int = 4096  # synthetic images per epoch (each epoch draws fresh ones)
     stream_val: int = 512  # synthetic validation images (drawn once)
     fine_tune: bool = False  # the short recipe from `init`: fewer steps, a lower peak rate
+    balance_folders: bool | None = None  # several folders weigh the same; None: with fine_tune
     freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
     backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of learning_rate
     # seed 002's recipes

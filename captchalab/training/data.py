@@ -145,7 +145,7 @@ class FolderData(TrainingData):
         self.skipped = len(folder.bad)
         self.expressions = all_expressions([s.label for s in train])
         self.facts = DataFacts(folder=folder.root.name, fingerprint=folder.fingerprint,
-                               train_count=len(train), val_count=len(val),
+                               train_count=len({s.path for s in train}), val_count=len(val),
                                skipped=self.skipped, case_insensitive=case_insensitive)
 
     @classmethod

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from captchalab.data import LabelledFolder, Preprocessing, Sample, read_labelled_folders
+from captchalab.data import (
+    LabelledFolder,
+    Preprocessing,
+    Sample,
+    balance_folders,
+    read_labelled_folders,
+)
 from captchalab.data import split_samples as split_folder
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.generators import load_scheme
@@ -284,8 +290,22 @@ class Trainer:
                               "synthetic `scheme`")
         folder = read_training_folder(self.data_dir, config, self.log, alphabet)
         train, val = self.split or split_folder(folder.samples, config.val_split, config.seed)
+        train = self._balanced(train)
         return FolderData.load(folder, train, val, config, self.reporter, preprocessing,
                                family.needs_centres, PixelCache())
+
+    def _balanced(self, train: list[Sample]) -> list[Sample]:
+        """With several folders and ``balance_folders`` (on when fine-tuning), each folder's
+        training images repeated so that a few new labels weigh as much as the original set."""
+        folders = [] if isinstance(self.data_dir, (str, Path)) else list(self.data_dir or [])
+        balance = self.config.balance_folders
+        if len(folders) < 2 or not (self.config.fine_tune if balance is None else balance):
+            return train
+        train, repeats = balance_folders(train, folders)
+        if any(n > 1 for n in repeats):
+            self.log("each folder weighs the same: " + ", ".join(
+                f"{Path(folder).name} x{n}" for folder, n in zip(folders, repeats)))
+        return train
 
     def _set_up(self, data: TrainingData, resumed: Checkpoint | None,
                 source: ModelFile | None) -> Run:
@@ -349,7 +369,7 @@ class Trainer:
             average.model.load_state_dict(torch_state(resumed.average))
             average.updates = state.average_updates
         params = sum(p.numel() for p in model.parameters())
-        self.log(f"{data.train_count} training and {len(data.validation)} validation images, "
+        self.log(f"{data.facts.train_count} training and {len(data.validation)} validation images, "
                  f"alphabet {len(data.alphabet)} symbols, input {data.preprocessing.height}x"
                  f"{data.preprocessing.width}, {config.model} with {params / 1e6:.2f}M "
                  f"parameters, {epochs} epochs ({total_steps} steps) on {self.device}"
