@@ -29,6 +29,7 @@ from captchalab.cli.options import (
 
 def add(commands: argparse._SubParsersAction) -> None:
     _add_train(commands)
+    _add_distill(commands)
     _add_compare(commands)
     _add_audit(commands)
 
@@ -134,7 +135,11 @@ def run_train(args: argparse.Namespace) -> int:
         self_training_rounds=args.self_training_rounds,
         constraints=constraints(args).to_dict())
     data = args.data[0] if len(args.data) == 1 else (args.data or None)
-    result = train(data, args.out, config, log=log, show_progress=not args.quiet)
+    return _report(train(data, args.out, config, log=log, show_progress=not args.quiet))
+
+
+def _report(result) -> int:
+    """The run's notes and its last line: validation, epochs, minutes, how it ended."""
     if result.reading is None:
         return 0  # under torchrun, rank 0 reports
     for note in result.notes:
@@ -144,6 +149,45 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"{validation}{result.epochs} epochs in {result.minutes:.1f} min "
           f"({_how_it_ended(result)}) -> {result.model_path}")
     return 0
+
+
+def _add_distill(commands: argparse._SubParsersAction) -> None:
+    from captchalab.training.config import DEFAULT_PSEUDO_THRESHOLD, TrainConfig
+
+    defaults = TrainConfig()
+    p = commands.add_parser(
+        "distill", help="train a smaller student on a trained model's soft outputs",
+        description="Train a student of TEACHER (a .safetensors model of the crnn, multihead "
+        "or slice family) on DATA: the student reads like the teacher (its preprocessing, "
+        "alphabet and family) with fewer channels, and learns the labels and, at every "
+        "position, the teacher's distribution over symbols. Unlabelled images (--unlabelled) "
+        "join with the teacher's confident readings as labels. OUT receives what train writes.")
+    p.add_argument("teacher", type=Path, metavar="TEACHER", help="the trained model file")
+    p.add_argument("data", type=Path, nargs="+", metavar="DATA",
+                   help="folder(s) of labelled images, read as one")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--unlabelled", type=Path, metavar="DIR",
+                   help="images without labels, read by the teacher")
+    p.add_argument("--pseudo-threshold", type=FRACTION, default=DEFAULT_PSEUDO_THRESHOLD,
+                   metavar="P", help="keep the teacher's readings of unlabelled images with "
+                   "at least this confidence (default: %(default)s)")
+    p.add_argument("--distill-weight", type=POSITIVE, default=defaults.distill_weight,
+                   metavar="W", help="weight of the teacher's outputs beside the labels "
+                   "(default: %(default)s)")
+    add_training_options(p)
+    p.set_defaults(run=run_distill, width_multiplier=0.5)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from captchalab.runtime.model_file import read_card
+    from captchalab.training import distill
+
+    config = train_config(args, read_card(args.teacher).family,
+                          pseudo_threshold=args.pseudo_threshold,
+                          distill_weight=args.distill_weight)
+    data = args.data[0] if len(args.data) == 1 else args.data
+    return _report(distill(args.teacher, data, args.out, config, args.unlabelled, log=log,
+                           show_progress=not args.quiet))
 
 
 def _how_it_ended(result) -> str:

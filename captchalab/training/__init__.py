@@ -6,14 +6,14 @@
 
 from captchalab.training.config import ConfigError, TrainConfig
 
-__all__ = ["ConfigError", "TrainConfig", "TrainResult", "train"]
+__all__ = ["ConfigError", "TrainConfig", "TrainResult", "distill", "train"]
 
 
 def __getattr__(name: str):
-    if name == "train":
-        from captchalab.training.recipes import train
+    if name in ("train", "distill"):
+        from captchalab.training import recipes
 
-        return train
+        return getattr(recipes, name)
     if name == "TrainResult":
         from captchalab.training.trainer import TrainResult
 

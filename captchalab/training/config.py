@@ -64,6 +64,9 @@ class TrainConfig:
     stream_val: int = 512  # synthetic validation images (drawn once)
     fine_tune: bool = False  # the short recipe from `init`: fewer steps, a lower peak rate
     balance_folders: bool | None = None  # several folders weigh the same; None: with fine_tune
+    # distillation: learn a trained teacher's soft outputs (its preprocessing and alphabet)
+    teacher: str | None = None
+    distill_weight: float = 1.0  # weight of the teacher's term beside the labels' loss
     freeze_epochs: int = 0  # keep the backbone fixed for this many epochs (with init)
     backbone_lr: float = 1.0  # the backbone's learning rate as a fraction of learning_rate
     # seed 002's recipes
@@ -102,9 +105,11 @@ class TrainConfig:
         if self.pretrain and (self.init or self.scheme):
             raise ConfigError("`pretrain` makes its own starting model: drop `init` and "
                               "`scheme`")
-        if (self.deskew or self.invert or self.grey != "luma") and (self.init or self.resume):
-            raise ConfigError("`init` and `resume` keep the preprocessing of the model they "
-                              "start from; `deskew`, `invert` and `grey` apply to new runs")
+        if (self.deskew or self.invert or self.grey != "luma") and (
+                self.init or self.resume or self.teacher):
+            raise ConfigError("`init`, `resume` and `teacher` keep the preprocessing of the "
+                              "model they start from or learn from; `deskew`, `invert` and "
+                              "`grey` apply to new runs")
         if self.fine_tune and not (self.init or self.pretrain or self.resume):
             raise ConfigError("`fine_tune` continues a trained model: give it with `init`")
         if (self.init or self.pretrain) and self.resume:
@@ -112,6 +117,13 @@ class TrainConfig:
         if self.deskew and family.needs_centres:
             raise ConfigError(f"`deskew` moves characters away from their annotated centres; "
                               f"the {self.model} family trains on centres")
+        if self.teacher and (self.init or self.pretrain or self.scheme or self.restarts
+                             or self.unlabelled):
+            raise ConfigError("`teacher` trains a fresh student on labelled images: drop "
+                              "`init`, `pretrain`, `scheme`, `restarts` and `unlabelled` (give "
+                              "unlabelled images to distill itself)")
+        if self.distill_weight < 0:
+            raise ConfigError(f"`distill_weight` is 0 or more, not {self.distill_weight:g}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"`ema` is a decay per step between 0 and 1, e.g. 0.999, not "
                               f"{self.ema:g}")

@@ -2,7 +2,8 @@
 
 The default recipe trains one model. ``pretrain`` first trains on a synthetic scheme
 (cached) and fine-tunes from it; ``restarts`` runs seed 002's staged restarts;
-``unlabelled`` self-trains on confident readings of unlabelled images.
+``unlabelled`` self-trains on confident readings of unlabelled images. ``distill`` trains a
+smaller student on a teacher's soft outputs.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from captchalab.data import Sample
+from captchalab.data import Sample, split_samples
+from captchalab.runtime.model_file import ModelFileError, load_model_file
 from captchalab.training.config import TrainConfig
+from captchalab.training.distillation import check_teacher
 from captchalab.training.pretrain import pretrain
 from captchalab.training.restarts import train_with_restarts
-from captchalab.training.self_training import self_train
-from captchalab.training.trainer import Trainer, TrainResult
+from captchalab.training.self_training import pseudo_labels, self_train, unlabelled_images
+from captchalab.training.trainer import DataSource, Trainer, TrainResult, read_training_folder
 
 
 def train(data_dir: str | Path | None, out_dir: str | Path, config: TrainConfig | None = None,
@@ -37,3 +40,34 @@ def train(data_dir: str | Path | None, out_dir: str | Path, config: TrainConfig 
     if config.restarts:
         return train_with_restarts(data_dir, out_dir, config, log, show_progress).result
     return Trainer(data_dir, out_dir, config, log, show_progress, split).run()
+
+
+def distill(teacher: str | Path, data: DataSource, out_dir: str | Path,
+            config: TrainConfig | None = None, unlabelled: str | Path | None = None,
+            log: Callable[[str], None] = print, show_progress: bool = True) -> TrainResult:
+    """Train a student of the ``teacher`` model file on the labelled ``data`` (plus the
+    teacher's readings of ``unlabelled`` images read with confidence >=
+    ``config.pseudo_threshold``) into ``out_dir``. The student keeps the teacher's family,
+    preprocessing and alphabet; ``config`` sets its size (``width_multiplier``, 0.5 in the
+    default config), the recipe and ``distill_weight``."""
+    from captchalab.runtime.recognizer import Recognizer
+
+    source = load_model_file(teacher)
+    check_teacher(source, teacher)
+    config = replace(config or TrainConfig(width_multiplier=0.5), teacher=str(teacher),
+                     model=source.card.family, alphabet=source.card.alphabet,
+                     case_insensitive=source.card.data.case_insensitive)
+    config.validate(has_data=True)
+    folder = read_training_folder(data, config, log)
+    train, val = split_samples(folder.samples, config.val_split, config.seed)
+    if not val:
+        raise ModelFileError(f"{folder.root}: too few images to hold out validation images")
+    if unlabelled is not None:
+        images, unreadable = unlabelled_images(str(unlabelled))
+        pseudo = pseudo_labels(Recognizer.load(teacher), images, config.pseudo_threshold,
+                               sorted({len(s.label) for s in train}))
+        log(f"the teacher reads {len(pseudo)} of {len(images)} unlabelled images with "
+            f"confidence >= {config.pseudo_threshold:g}"
+            + (f" ({unreadable} unreadable, skipped)" if unreadable else ""))
+        train = train + pseudo
+    return Trainer(data, out_dir, config, log, show_progress, split=(train, val)).run()

@@ -61,6 +61,7 @@ from captchalab.training.config import (
     TrainConfig,
 )
 from captchalab.training.data import FolderData, Images, PixelCache, StreamData, TrainingData
+from captchalab.training.distillation import check_student, distillation_loss, load_teacher
 from captchalab.training.distributed import Distributed, process_group
 from captchalab.training.schedule import STARVED_SHARE, OneCycle, Progress, UntilConverged
 from captchalab.training.transfer import SIZE_KEYS, transfer_weights
@@ -130,6 +131,7 @@ class Run:
     best: dict[str, np.ndarray]  # the best epoch's weights
     decoding: DecodingSettings  # the best epoch's (tuned) decoding settings
     average: WeightAverage | None = None  # with ema: the weights validated and kept
+    teacher: Family | None = None  # distilling: the frozen network whose outputs it learns
 
     @property
     def validated(self) -> Family:
@@ -232,8 +234,9 @@ class Trainer:
         if resumed is not None and resumed.state.ended in ("schedule", "budget", "converged"):
             return self._already_ended(resumed)
         source = load_model_file(config.init) if config.init and resumed is None else None
+        teacher = load_model_file(config.teacher) if config.teacher else None
         # the data: given, a labelled folder, or a synthetic stream
-        start = resumed or source  # its preprocessing and alphabet are kept
+        start = resumed or source or teacher  # its preprocessing and alphabet are kept
         data = self.data or self._load_data(
             start.card.preprocessing if start else
             self.target.preprocessing if self.target else None,
@@ -243,7 +246,7 @@ class Trainer:
                 raise ModelFileError(f"{self.checkpoint_path}: was trained on different data; "
                                      "start a new run without `resume`")
             with process_group(self.distributed, self.device):
-                run = self._set_up(data, resumed, source)
+                run = self._set_up(data, resumed, source, teacher)
                 self._loop(run)
                 if not self.distributed.is_main:  # rank 0 writes the model
                     self.distributed.barrier()
@@ -308,8 +311,9 @@ class Trainer:
         return train
 
     def _set_up(self, data: TrainingData, resumed: Checkpoint | None,
-                source: ModelFile | None) -> Run:
-        """The model (fresh, resumed or from ``source``), optimiser, schedule and state."""
+                source: ModelFile | None, teacher: ModelFile | None = None) -> Run:
+        """The model (fresh, resumed or from ``source``), its ``teacher`` if distilling,
+        optimiser, schedule and state."""
         config = self.config
         family = family_class(config.model)
         if resumed is not None:
@@ -328,6 +332,12 @@ class Trainer:
             self.log(f"started from {config.init}: {len(moved.shared)} symbols carried over"
                      + (f", {len(moved.new)} new ({moved.new})" if moved.new else ""))
         model = model.to(self.device)
+        teacher_network = None
+        if teacher is not None:
+            teacher_network = load_teacher(teacher, config.teacher, self.device)
+            check_student(model, teacher_network, data.preprocessing.height,
+                          data.preprocessing.width)
+            self.log(f"distilling {config.teacher} (weight {config.distill_weight:g})")
         optimizer = torch.optim.AdamW(parameter_groups(model, config.backbone_lr),
                                       lr=config.learning_rate, weight_decay=config.weight_decay)
         symbol_groups(data.alphabet, Constraints.from_dict(config.constraints))  # readable?
@@ -385,7 +395,8 @@ class Trainer:
                    state, epochs, total_steps, plan,
                    validate_every=validate_every(data.train_count),
                    best=dict(resumed.best) if resumed else state_to_numpy(model),
-                   decoding=resumed.card.decoding if resumed else decoding, average=average)
+                   decoding=resumed.card.decoding if resumed else decoding, average=average,
+                   teacher=teacher_network)
 
     # -- the loop -------------------------------------------------------------------------
     def _loop(self, run: Run) -> None:
@@ -466,10 +477,15 @@ class Trainer:
         rate = run.schedule.rate(run.state)
         for group in run.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
-        outputs = run.network(batch.to(self.device))
+        batch = batch.to(self.device)
+        outputs = run.network(batch)
         loss = run.model.loss(outputs, Targets(
             targets.labels.to(self.device), targets.lengths,
             None if targets.centres is None else targets.centres.to(self.device)))
+        if run.teacher is not None:
+            with torch.no_grad():
+                taught = run.teacher(batch)
+            loss = loss + self.config.distill_weight * distillation_loss(outputs, taught)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
