@@ -31,6 +31,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SCHEMES = Path(__file__).resolve().parent / "schemes"
 SCHEME_TRAIN, SCHEME_TEST = 2000, 1000
 VARIANTS: dict[str, dict] = {
+    "default": {},  # the default recipe of the code that runs
     "baseline": {"ema": None},  # the recipe before the levers (one-cycle, no average)
     "ema": {"ema": 0.999},
     "ema0.995": {"ema": 0.995},
@@ -47,6 +48,9 @@ VARIANTS: dict[str, dict] = {
     "until_converged+ema": {"schedule": "until-converged", "ema": 0.999, "max_minutes": 15},
     "until_converged+ema+captcha_aug": {"schedule": "until-converged", "ema": 0.999,
                                         "augment_captcha": True},
+    "lstm": {"model_options": {"sequence": "lstm"}},
+    "no_lstm": {"model_options": {"sequence": "none"}},
+    "no_lstm+captcha_aug": {"model_options": {"sequence": "none"}, "augment_captcha": True},
 }
 
 

@@ -189,3 +189,47 @@ def test_a_width_multiplier_widens_every_family():
         assert sum(p.numel() for p in wide.parameters()) > sum(
             p.numel() for p in base.parameters())
         assert wide(torch.zeros(2, 1, 32, 124)).shape == base(torch.zeros(2, 1, 32, 124)).shape
+
+
+def test_a_crnn_without_its_lstm_reads_each_column_on_its_own():
+    shape = DataShape(7, 32, 124, (6,), 310.0)
+    plain = build("crnn", **family_class("crnn").configure(shape, sequence="none"))
+    lstm = build("crnn", **family_class("crnn").configure(shape, sequence="lstm"))
+    assert plain.rnn is None and plain.config["sequence"] == "none"
+    assert not any(name.startswith("rnn.") for name in plain.state_dict())
+    assert plain(torch.zeros(2, 1, 32, 124)).shape == lstm(torch.zeros(2, 1, 32, 124)).shape
+    # one column's reading does not depend on columns beyond its receptive field
+    plain.eval()
+    image = torch.rand(1, 1, 32, 124)
+    changed = image.clone()
+    changed[..., 100:] = 0.0
+    assert torch.allclose(plain(image)[0, :5], plain(changed)[0, :5])
+    with pytest.raises(ValueError, match="expected one of lstm, none"):
+        family_class("crnn").options[0].parse("gru")
+
+
+def test_a_model_file_from_before_an_option_existed_keeps_its_architecture(tmp_path,
+                                                                            monkeypatch):
+    """A crnn card without ``sequence`` (written before it existed) rebuilds with its LSTM,
+    and fine-tuning it keeps the LSTM even where new models default to none."""
+    from captchalab.models import completed_config
+    from captchalab.models.crnn import CRNN
+    from captchalab.runtime.model_file import ModelCard, load_model_file, save_model_file
+    from captchalab.runtime.torch_backend import state_to_numpy
+
+    for i in range(12):
+        Image.new("RGB", (60, 20), (255, 255, 255)).save(tmp_path / f"ab{i}.png")
+    model = build("crnn", **family_class("crnn").configure(DataShape(3, 32, 96, (2,), 60.0)))
+    old = {k: v for k, v in model.config.items() if k != "sequence"}
+    assert completed_config("crnn", old)["sequence"] == "lstm"
+    from captchalab.data import Preprocessing
+
+    card = ModelCard(family="crnn", config=old, decoder="ctc", alphabet="ab",
+                     preprocessing=Preprocessing(32, 96))
+    source = save_model_file(tmp_path / "old.safetensors", state_to_numpy(model), card)
+    monkeypatch.setattr(CRNN, "DEFAULT_SEQUENCE", "none")
+    result = train(tmp_path, tmp_path / "tuned", TrainConfig(epochs=1, init=str(source)),
+                   log=lambda _: None, show_progress=False)
+    tuned = load_model_file(result.model_path)
+    assert tuned.card.config["sequence"] == "lstm"
+    assert any(k.startswith("rnn.") for k in tuned.tensors)

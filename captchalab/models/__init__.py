@@ -9,6 +9,7 @@ from captchalab.models.family import DataShape, Family, FamilyOption, Targets
 from captchalab.models.registry import (
     FAMILIES,
     build,
+    completed_config,
     describe_families,
     families_taking,
     family_class,
@@ -21,5 +22,5 @@ for _module in ("crnn", "multihead", "slice", "heatmap", "multilabel"):
     import_module(f"captchalab.models.{_module}")
 
 __all__ = ["FAMILIES", "DataShape", "Family", "FamilyOption", "Targets", "build",
-           "describe_families", "families_taking", "family_class", "list_families",
-           "options_for", "register"]
+           "completed_config", "describe_families", "families_taking", "family_class",
+           "list_families", "options_for", "register"]

@@ -51,6 +51,7 @@ class FamilyOption:
     metavar: str = "VALUE"
     parse: Callable[[str], Any] = str
     data: bool = False
+    inherited: bool = False  # kept from the model a run starts from (init) unless given
 
 
 def scaled(size: int, multiplier: float) -> int:

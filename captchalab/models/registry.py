@@ -58,6 +58,15 @@ def build(name: str, **config) -> Family:
     return model
 
 
+def completed_config(name: str, config: dict) -> dict:
+    """A model file's ``config`` with the constructor's defaults for the arguments it lacks
+    (a file written before an argument existed rebuilds as it was trained)."""
+    parameters = inspect.signature(family_class(name)).parameters
+    defaults = {k: p.default for k, p in parameters.items() if p.default is not p.empty}
+    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()},
+            **config}
+
+
 def options_for(name: str, options: dict) -> dict:
     """The subset of ``options`` that family ``name`` takes (e.g. ``slices`` only for slice)."""
     taken = {option.name for option in family_class(name).options}

@@ -28,7 +28,7 @@ from captchalab.data import (
 from captchalab.data import split_samples as split_folder
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.generators import load_scheme
-from captchalab.models import Family, Targets, build, family_class
+from captchalab.models import Family, Targets, build, completed_config, family_class
 from captchalab.reporting.curves import plot_curves
 from captchalab.reporting.progress import ProgressReporter
 from captchalab.runtime.constraints import Constraints, symbol_groups
@@ -320,6 +320,10 @@ class Trainer:
             model = build(resumed.card.family, **resumed.card.config)
         else:
             options = family.network_options(config.model_options)
+            if source is not None:  # e.g. crnn's sequence: the source's, unless given
+                theirs = completed_config(source.card.family, source.card.config)
+                options = {**{o.name: theirs[o.name] for o in family.options
+                              if o.inherited and o.name in theirs}, **options}
             if config.width_multiplier != 1.0:
                 options["width_multiplier"] = config.width_multiplier
             settings = family.configure(data.shape(), **options)

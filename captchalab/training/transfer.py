@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from captchalab.data import Alphabet
-from captchalab.models import Family
+from captchalab.models import Family, completed_config
 from captchalab.runtime.model_file import ModelFile, ModelFileError
 
 SIZE_KEYS = ("num_classes", "height", "width")  # may differ between the two models
@@ -34,7 +34,8 @@ def check_compatible(model: Family, source: ModelFile, path: str | Path) -> None
     if family != model.family:
         raise ModelFileError(f"{path}: is a {family} model; it cannot start a "
                              f"{model.family} model (pass `model` {family})")
-    theirs = {k: v for k, v in source.card.config.items() if k not in SIZE_KEYS}
+    theirs = {k: v for k, v in completed_config(family, source.card.config).items()
+              if k not in SIZE_KEYS}
     ours = {k: v for k, v in model.config.items() if k not in SIZE_KEYS}
     differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if differing:
