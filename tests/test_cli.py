@@ -235,7 +235,7 @@ def test_recipe_levers_reach_the_model_file(tmp_path, capsys):
 
 
 def test_recipe_lever_switches_reach_the_training_config():
-    """The defaults (EMA on, captcha augmentation off) and their opposite switches."""
+    """The defaults (EMA on, captcha augmentation on for crnn) and their opposite switches."""
     from captchalab.cli import parser
     from captchalab.cli.options import train_config
     from captchalab.training import TrainConfig
@@ -246,9 +246,11 @@ def test_recipe_lever_switches_reach_the_training_config():
     def config(*flags: str) -> TrainConfig:
         return train_config(parsed(*flags), "crnn")
 
-    assert config().ema == TrainConfig().ema == 0.999 and not config().augment_captcha
-    switched = config("--no-ema", "--augment-captcha")
-    assert switched.ema is None and switched.augment_captcha
+    assert config().ema == TrainConfig().ema == 0.999 and config().captcha_augmentation
+    assert not TrainConfig(model="multilabel").captcha_augmentation  # not measured there
+    switched = config("--no-ema", "--no-augment-captcha")
+    assert switched.ema is None and not switched.captcha_augmentation
+    assert TrainConfig(model="multilabel", augment_captcha=True).captcha_augmentation
     assert parsed().balance_folders is None  # TrainConfig's None: on with --fine-tune
     assert parsed("--balance-folders").balance_folders is True
     assert parsed("--no-balance-folders").balance_folders is False

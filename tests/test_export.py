@@ -17,6 +17,7 @@ from captchalab.cli import main
 from captchalab.export import check_parity, export_onnx
 from captchalab.models import list_families
 from captchalab.runtime import ModelFileError, Recognizer
+from captchalab.runtime.model_file import load_model_file
 
 
 def _without(*packages: str) -> str:
@@ -87,7 +88,12 @@ def test_int8_export_is_smaller_and_reads_the_same(trained_model, rings_test, tm
     report = check_parity(Recognizer.load(trained_model), Recognizer.load(out), rings_test)
     assert report.same_reading >= 0.98
     assert Recognizer.load(out).card.export.int8 is True
-    assert out.stat().st_size < 0.8 * export_onnx(trained_model, tmp_path / "f.onnx").stat().st_size
+    # the linear and recurrent weights (MatMul/Gemm/LSTM) go from 4 bytes to 1; convolutions stay
+    tensors = load_model_file(trained_model).tensors
+    dense = sum(v.nbytes for k, v in tensors.items()
+                if k.startswith(("project.", "classifier.", "rnn.")) and v.ndim == 2)
+    saved = export_onnx(trained_model, tmp_path / "f.onnx").stat().st_size - out.stat().st_size
+    assert saved >= 0.6 * dense > 0
 
 
 def test_onnx_without_captchalab_metadata_is_refused(crnn_onnx, tmp_path):

@@ -219,7 +219,8 @@ def test_a_model_file_from_before_an_option_existed_keeps_its_architecture(tmp_p
 
     for i in range(12):
         Image.new("RGB", (60, 20), (255, 255, 255)).save(tmp_path / f"ab{i}.png")
-    model = build("crnn", **family_class("crnn").configure(DataShape(3, 32, 96, (2,), 60.0)))
+    model = build("crnn", **family_class("crnn").configure(DataShape(3, 32, 96, (2,), 60.0),
+                                                           sequence="lstm"))
     old = {k: v for k, v in model.config.items() if k != "sequence"}
     assert completed_config("crnn", old)["sequence"] == "lstm"
     from captchalab.data import Preprocessing

@@ -187,7 +187,8 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
     recipe.add_argument("--augment-captcha", action=argparse.BooleanOptionalAction,
                         default=defaults.augment_captcha,
                         help="also elastic warp, blur, thin occluding lines and dots "
-                        "(default: %(default)s)")
+                        "(default: on for crnn, the family where it was measured to help, "
+                        "off for the others)")
     recipe.add_argument("--grey", choices=GREY_MODES, default=defaults.grey,
                         help="colour to grey: luma, or each pixel's darkest channel (pale "
                         "coloured glyphs; stored in the model) (default: %(default)s)")

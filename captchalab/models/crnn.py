@@ -1,4 +1,9 @@
-"""CRNN + CTC: backbone columns -> bidirectional LSTM -> per-frame symbol scores (seed 001)."""
+"""CRNN + CTC: backbone columns (-> bidirectional LSTM) -> per-frame symbol scores (seed 001).
+
+New models read each column on its own (``sequence="none"``): on the hard shared sets the
+LSTM let training memorise whole training strings (BENCHMARKS.md, "Reading columns without
+the LSTM"). ``sequence="lstm"`` keeps seed 001's recurrent layer.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +26,15 @@ class CRNN(Family):
     sees, so the network cannot learn whole training strings by heart.
     """
 
-    summary = "CRNN + CTC, any length; the default"
+    summary = "convolutional columns + CTC (an LSTM with --sequence lstm), any length; the default"
     decoder = "ctc"
     class_outputs = ("classifier",)
+    captcha_augmentation = True  # BENCHMARKS.md, "Reading columns without the LSTM"
     SEQUENCES = ("lstm", "none")
-    DEFAULT_SEQUENCE = "lstm"  # of new models; files without the setting were trained with lstm
+    DEFAULT_SEQUENCE = "none"  # of new models; files without the setting were trained with lstm
     options = (FamilyOption(
         "sequence", "context between the columns: lstm (a bidirectional LSTM) or none (each "
-        "column read on its own) (default: lstm, or the --init model's)", "lstm|none",
+        "column read on its own) (default: none, or the --init model's)", "lstm|none",
         lambda text: _sequence(text), inherited=True),)
 
     def __init__(

@@ -84,6 +84,8 @@ class Family(nn.Module):
     # the default schedule's length, in multiples of TARGET_STEPS (when epochs is not
     # given): a family that learns more slowly asks for more steps
     schedule_scale: float = 1.0
+    # whether the default recipe adds captcha-shaped augmentation (measured per family)
+    captcha_augmentation: ClassVar[bool] = False
     # layers whose output rows are laid out per class (repeated per position where the
     # family reads positions): fine-tuning on another alphabet remaps these rows by symbol
     class_outputs: tuple[str, ...] = ()

@@ -47,7 +47,8 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False  # replace a model already in the output folder
     augment: bool = True
-    augment_captcha: bool = False  # also elastic warp, blur, occluding lines, dots, patches
+    # also elastic warp, blur, thin occluding lines and dots; None: the family's default
+    augment_captcha: bool | None = None
     ema: float | None = 0.999  # validate and keep a moving average of the weights (decay)
     width_multiplier: float = 1.0  # channels of the backbone and the heads, as a multiple
     schedule: str = "one-cycle"  # or "until-converged": hold the peak rate while it improves
@@ -77,6 +78,16 @@ class TrainConfig:
     self_training_rounds: int = DEFAULT_SELF_TRAINING_ROUNDS
     stop_epoch: int | None = None  # pause after this epoch, checkpoint kept (staged restarts)
     constraints: dict = field(default_factory=dict)  # the model's default constrained reading
+
+    @property
+    def captcha_augmentation(self) -> bool:
+        """Whether training adds the captcha-shaped changes: ``augment_captcha``, or the
+        family's default (on for crnn, where it was measured to help)."""
+        if self.augment_captcha is not None:
+            return self.augment_captcha
+        from captchalab.models import family_class
+
+        return family_class(self.model).captcha_augmentation
 
     @property
     def centres(self) -> str | None:

@@ -392,7 +392,7 @@ class Trainer:
                     if self.distributed.enabled else ""))
         augmentation = None
         if config.augment:
-            augmentation = Augmentation.captcha() if config.augment_captcha else Augmentation()
+            augmentation = Augmentation.captcha() if config.captcha_augmentation else Augmentation()
         return Run(data, model, self.distributed.wrap(model, self.device), optimizer,
                    augmentation,
                    Validator(data, model.decoder, decoding, self.device), progress, schedule,
