@@ -136,7 +136,8 @@ def test_short_load_with_bad_requests_mixed_in(onnx_model, rings_test):
 
     def client(offset: int) -> None:
         i = offset
-        while time.monotonic() < stop:
+        # for 4 s, and at least 10 requests each (a stalled moment of a busy machine)
+        while time.monotonic() < stop or i < offset + 10:
             started = time.monotonic()
             status, body = _post_json(url, bodies[i % len(bodies)])
             latencies.append(time.monotonic() - started)
@@ -162,9 +163,10 @@ def test_short_load_with_bad_requests_mixed_in(onnx_model, rings_test):
             thread.join()
     assert not failures, failures[:3]
     latencies.sort()
-    assert len(latencies) > 20  # each request takes milliseconds; 4 s gives hundreds
-    print(f"\n{len(latencies)} good requests in 4 s, p50 {latencies[len(latencies) // 2] * 1e3:.1f}"
-          f" ms, p99 {latencies[int(len(latencies) * 0.99)] * 1e3:.1f} ms")
+    assert len(latencies) >= 40
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    print(f"\n{len(latencies)} good requests in 4 s or more, p50 {p50 * 1e3:.1f} ms, "
+          f"p99 {p99 * 1e3:.1f} ms")
 
 
 def test_connections_over_the_limit_get_503_until_others_close(onnx_model):
