@@ -102,3 +102,6 @@ def test_distill_from_the_command_line(small_teacher, tmp_path, capsys):
     assert main(["distill", str(teacher), str(data), "--out", str(tmp_path / "g"),
                  "--grey", "darkest", "--quiet"]) == 1
     assert "keep the preprocessing" in capsys.readouterr().err
+    assert main(["distill", str(teacher), str(data), "--out", str(tmp_path / "h"),
+                 "--height", "48", "--quiet"]) == 1
+    assert "--height: the student reads like" in capsys.readouterr().err

@@ -180,8 +180,14 @@ def _add_distill(commands: argparse._SubParsersAction) -> None:
 
 def run_distill(args: argparse.Namespace) -> int:
     from captchalab.runtime.model_file import read_card
-    from captchalab.training import distill
+    from captchalab.training import TrainConfig, distill
 
+    given = [flag for flag, value in (("--height", args.height != TrainConfig().height),
+                                      ("--alphabet", args.alphabet is not None),
+                                      ("--case-insensitive", args.case_insensitive)) if value]
+    if given:
+        raise CommandError(f"{', '.join(given)}: the student reads like {args.teacher} (its "
+                           "input size, alphabet and case); drop them")
     config = train_config(args, read_card(args.teacher).family,
                           pseudo_threshold=args.pseudo_threshold,
                           distill_weight=args.distill_weight)
