@@ -38,7 +38,6 @@ VARIANTS: dict[str, dict] = {
     "captcha_aug": {"augment_captcha": True},
     "ema+captcha_aug": {"ema": 0.999, "augment_captcha": True},
     "ema+strong_captcha_aug": {},  # measured with a first, stronger captcha_aug (see README)
-    "height48": {"height": 48},
     "width1.5": {"width_multiplier": 1.5},
     "steps2x": {"epochs": "2x"},
     "ema+captcha_aug+steps2x": {"ema": 0.999, "augment_captcha": True, "epochs": "2x"},
@@ -48,6 +47,10 @@ VARIANTS: dict[str, dict] = {
     "until_converged+ema": {"schedule": "until-converged", "ema": 0.999, "max_minutes": 15},
     "until_converged+ema+captcha_aug": {"schedule": "until-converged", "ema": 0.999,
                                         "augment_captcha": True},
+    "one_cycle": {"cycles": 1},  # the default, without chained cycles
+    "height48": {"height": 48, "cycles": 1},
+    "height42": {"height": 42, "cycles": 1},
+    "height56": {"height": 56, "cycles": 1},
     "lstm": {"model_options": {"sequence": "lstm"}},
     "no_lstm": {"model_options": {"sequence": "none"}},
     "no_lstm+captcha_aug": {"model_options": {"sequence": "none"}, "augment_captcha": True},

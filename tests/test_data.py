@@ -13,6 +13,12 @@ from captchalab.data import (
     read_labelled_folder,
     split_samples,
 )
+from captchalab.data.preprocess import (
+    DEFAULT_HEIGHT,
+    MAX_FITTED_HEIGHT,
+    MIN_GLYPH_WIDTH,
+    fitted_height,
+)
 
 
 def _image(path: Path, size=(60, 20), colour=(200, 30, 30)) -> Path:
@@ -139,6 +145,22 @@ def test_preprocessing_fit_keeps_aspect_and_round_trips():
     pre = Preprocessing.fit([(200, 50), (200, 50), (190, 50)], height=32)
     assert pre.height == 32 and pre.width == 128
     assert Preprocessing.from_dict(pre.to_dict()) == pre
+
+
+def test_the_fitted_height_keeps_narrow_glyphs_wide_enough_and_never_upscales():
+    # 5 characters on 200x50: 25 px each at height 32, enough: the default height
+    assert fitted_height([(200, 50)], [5]) == DEFAULT_HEIGHT
+    # 4 to 6 characters on 160x56: 18 px each at 32; 44 keeps 25 px, a multiple of 4
+    height = fitted_height([(160, 56)] * 3, [4, 5, 6])
+    assert height == 44 and height % 4 == 0
+    assert 160 * height / 56 / 5 >= MIN_GLYPH_WIDTH > 160 * (height - 4) / 56 / 5
+    # never above the images' own height (56 of 58, the multiple of 4 below) ...
+    assert fitted_height([(160, 58)], [12]) == 56
+    # ... nor the cap; and small images stay at the default height (as before)
+    assert fitted_height([(400, 200)], [30]) == MAX_FITTED_HEIGHT
+    assert fitted_height([(60, 20)], [8]) == DEFAULT_HEIGHT
+    assert Preprocessing.fit([(160, 56)], None, [4, 5, 6]).height == 44
+    assert Preprocessing.fit([(160, 56)], 32, [4, 5, 6]).height == 32  # a given height wins
 
 
 def _labelled(tmp_path, names):

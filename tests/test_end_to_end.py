@@ -7,6 +7,7 @@ import pytest
 from captchalab import Recognizer
 from captchalab.cli import main
 from captchalab.data import read_labelled_folder
+from captchalab.data.preprocess import fitted_height
 from captchalab.evaluation import evaluate
 
 
@@ -17,7 +18,7 @@ def test_training_learns_far_above_chance(trained_model, rings_test):
     assert result.metrics["sequence_accuracy"] > 0.3
 
 
-def test_training_writes_metrics_curves_and_metadata(trained_model):
+def test_training_writes_metrics_curves_and_metadata(trained_model, rings_train):
     run = trained_model.parent
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == list(range(1, len(lines) + 1))
@@ -27,7 +28,9 @@ def test_training_writes_metrics_curves_and_metadata(trained_model):
     assert card.alphabet == "234568" and card.label_lengths == (6,)
     assert card.decoding.length == 6 and card.data.train_count == 540
     assert 0 <= card.metrics["sequence_accuracy"] <= 1
-    assert card.preprocessing.height == 32
+    # the height from the data: six characters on rings' canvas need more than 32 pixels
+    sizes = [sample.size for sample in read_labelled_folder(rings_train).samples]
+    assert card.preprocessing.height == fitted_height(sizes, [6]) > 32
     assert card.training.ended == "schedule" and card.training.best_epoch <= 14
     assert card.training.steps_run == card.training.steps_planned == 14 * 17
 

@@ -131,8 +131,19 @@ def family_help() -> str:
 
 def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -> None:
     """Options shared by ``train`` and ``compare``."""
-    from captchalab.data.preprocess import GREY_MODES
-    from captchalab.training.config import SCHEDULES, TARGET_STEPS, TrainConfig
+    from captchalab.data.preprocess import (
+        DEFAULT_HEIGHT,
+        GREY_MODES,
+        MAX_FITTED_HEIGHT,
+        MIN_GLYPH_WIDTH,
+    )
+    from captchalab.training.config import (
+        DEFAULT_BUDGET_MINUTES,
+        MAX_CYCLES,
+        SCHEDULES,
+        TARGET_STEPS,
+        TrainConfig,
+    )
 
     defaults = TrainConfig()
     p.add_argument("--epochs", type=POSITIVE_INT,
@@ -142,7 +153,8 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
                    help=("time budget of each family's training, in minutes" if per_family
                          else "time budget in minutes") + "; the learning-rate schedule is "
                    "fitted into it, and a run it stops before half of its steps says so "
-                   "(default: none)")
+                   f"(default: none for the first cycle, {DEFAULT_BUDGET_MINUTES:g} for the "
+                   "run when it chains cycles)")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=defaults.batch_size,
                    help="images per optimiser step (default: %(default)s)")
     p.add_argument("--lr", type=POSITIVE, default=defaults.learning_rate,
@@ -156,7 +168,9 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
                    help="share of images held out for validation (default: %(default)s)")
     p.add_argument("--height", type=HEIGHT, default=defaults.height,
                    help="input height in pixels; the width keeps the images' aspect ratio "
-                   "(default: %(default)s)")
+                   f"(default: from the data: {DEFAULT_HEIGHT}, or taller where that leaves "
+                   f"less than {MIN_GLYPH_WIDTH} pixels of width per character, never taller "
+                   f"than the images nor {MAX_FITTED_HEIGHT})")
     p.add_argument("--invert", action="store_true",
                    help="light text on a dark page: invert the images first (stored in the "
                    "model, so prediction does it too)")
@@ -178,6 +192,11 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
                         help="one-cycle: the planned steps; until-converged: hold the peak rate "
                         "while validation improves, then cool down and stop, at most "
                         f"{defaults.stretch:g}x the planned steps (default: %(default)s)")
+    recipe.add_argument("--cycles", type=POSITIVE_INT, metavar="N",
+                        help="one-cycle schedules back to back (warm restarts from the last "
+                        "weights) while each improves validation and the next fits in the "
+                        "budget; 1 trains one schedule (default: up to "
+                        f"{MAX_CYCLES} without --epochs, else 1)")
     recipe.add_argument("--ema", type=FRACTION, metavar="DECAY", default=defaults.ema,
                         help="validate and keep an exponential moving average of the weights "
                         "with this decay per step, e.g. 0.999 (default: "
@@ -211,8 +230,9 @@ def train_config(args: argparse.Namespace, model: str, **more):
         deskew=args.deskew, alphabet=args.alphabet, case_insensitive=args.case_insensitive,
         skip_bad=args.skip_bad, resume=args.resume, overwrite=args.overwrite,
         augment=not args.no_augment, model_options=family_options(args),
-        schedule=args.schedule, ema=args.ema, augment_captcha=args.augment_captcha,
-        grey=args.grey, width_multiplier=args.width_multiplier, **more)
+        schedule=args.schedule, cycles=args.cycles, ema=args.ema,
+        augment_captcha=args.augment_captcha, grey=args.grey,
+        width_multiplier=args.width_multiplier, **more)
 
 
 def add_decoding(p: argparse.ArgumentParser, device: str = "cpu") -> None:

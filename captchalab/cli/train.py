@@ -180,9 +180,9 @@ def _add_distill(commands: argparse._SubParsersAction) -> None:
 
 def run_distill(args: argparse.Namespace) -> int:
     from captchalab.runtime.model_file import read_card
-    from captchalab.training import TrainConfig, distill
+    from captchalab.training import distill
 
-    given = [flag for flag, value in (("--height", args.height != TrainConfig().height),
+    given = [flag for flag, value in (("--height", args.height is not None),
                                       ("--alphabet", args.alphabet is not None),
                                       ("--case-insensitive", args.case_insensitive)) if value]
     if given:
@@ -199,12 +199,13 @@ def run_distill(args: argparse.Namespace) -> int:
 def _how_it_ended(result) -> str:
     share = result.steps / result.steps_planned if result.steps_planned else 1.0
     if result.ended == "budget":
-        return f"stopped by its time budget after {share:.0%} of the schedule"
+        return (f"stopped by its time budget ({result.why})" if result.cycles > 1 else
+                f"stopped by its time budget after {share:.0%} of the schedule")
     if result.ended == "paused":
         return f"paused after {share:.0%} of the schedule"
     if result.ended == "converged":
-        return "stopped: converged, then cooled down"
-    return "the whole schedule"
+        return f"stopped: converged ({result.why})" if result.why else "stopped: converged"
+    return f"the whole schedule ({result.why})" if result.why else "the whole schedule"
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:

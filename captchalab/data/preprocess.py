@@ -7,6 +7,7 @@ else, with the parameters stored in the model file, so they cannot drift apart.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,9 @@ from captchalab.data.straighten import straighten
 
 ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
-DEFAULT_HEIGHT = 32
+DEFAULT_HEIGHT = 32  # the least input height a fitted preprocessing picks
+MIN_GLYPH_WIDTH = 25  # input pixels of width per character that the fitted height keeps
+MAX_FITTED_HEIGHT = 64  # the most it picks (the network's cost grows with the input's area)
 _WIDTH_MULTIPLE = 4
 
 
@@ -116,6 +119,18 @@ def to_grey(image: Image.Image, background: int = 255, mode: str = "luma") -> Im
     return image.convert("L")
 
 
+def fitted_height(sizes: Sequence[tuple[int, int]], lengths: Sequence[int] = ()) -> int:
+    """The input height that keeps MIN_GLYPH_WIDTH pixels of width per character (labels of
+    ``lengths``, on images of the median aspect ratio): DEFAULT_HEIGHT at least, raised
+    where narrow glyphs need it, but never above the images' own median height (no
+    upscaling beyond the default) nor MAX_FITTED_HEIGHT; a multiple of 4."""
+    aspect = float(np.median([w / h for w, h in sizes]))
+    native = float(np.median([h for _, h in sizes]))
+    characters = float(np.mean(lengths)) if len(lengths) else 0.0
+    needed = math.ceil(MIN_GLYPH_WIDTH * characters / aspect / 4) * 4
+    return int(max(DEFAULT_HEIGHT, min(needed, native - native % 4, MAX_FITTED_HEIGHT)))
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Grey, resize to ``height`` x ``width``, then ``(pixel / 255 - mean) / std``.
@@ -140,11 +155,15 @@ class Preprocessing:
 
     @classmethod
     def fit(
-        cls, sizes: Sequence[tuple[int, int]], height: int = DEFAULT_HEIGHT
+        cls, sizes: Sequence[tuple[int, int]], height: int | None = DEFAULT_HEIGHT,
+        lengths: Sequence[int] = (),
     ) -> Preprocessing:
-        """Pick the width that keeps the median aspect ratio of ``(width, height)`` sizes."""
+        """Pick the width that keeps the median aspect ratio of ``(width, height)`` sizes;
+        ``height`` None picks it too (:func:`fitted_height`, from ``lengths`` of labels)."""
         if not sizes:
             raise ValueError("no image sizes to fit the preprocessing to")
+        if height is None:
+            height = fitted_height(sizes, lengths)
         aspect = float(np.median([w / h for w, h in sizes]))
         width = int(round(aspect * height / _WIDTH_MULTIPLE)) * _WIDTH_MULTIPLE
         return cls(height=height, width=max(_WIDTH_MULTIPLE * 4, width))

@@ -170,7 +170,7 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
             subset = random.Random(f"{config.seed}:{size}:{seed}").sample(pool, size)
             run_dir = out_dir / "runs" / f"{size}-seed{seed}"
             run_config = replace(config, seed=seed, max_minutes=budget, init=init,
-                                 overwrite=True, resume=False)
+                                 overwrite=True, resume=False, cycles=config.cycles or 1)
             result = train(data_dir, run_dir, run_config, log=lambda _: None,
                            show_progress=False, split=(subset, val))
             run = AuditRun(size, seed, result.reading.headline(result.metrics),

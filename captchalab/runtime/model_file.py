@@ -61,7 +61,9 @@ class TrainingFacts:
     steps_run: int = 0
     steps_planned: int = 0
     minutes: float = 0.0
-    ended: str = ""  # "schedule", "budget" or "paused"
+    ended: str = ""  # "schedule", "converged", "budget" or "paused"
+    why: str = ""  # how it ended, in words
+    cycles: int = 1  # one-cycle schedules chained (warm restarts)
     selection: str = ""  # how the kept epoch was chosen among the validated ones
     device: str = ""
     config: dict = field(default_factory=dict)  # the TrainConfig, as run

@@ -37,7 +37,8 @@ class LoopState:
     history: list[dict] = field(default_factory=list)  # one record per validation
     best_score: tuple[float, float] = (-1.0, float("-inf"))  # (accuracy, -loss) of the best
     best_epoch: int | None = None
-    ended: str = ""  # why the run ended: "schedule", "budget" or "paused" ("" while running)
+    # why the run ended: "schedule", "converged", "budget" or "paused" ("" while running)
+    ended: str = ""
     average_updates: int = 0  # steps the weight average has seen (with ema)
     # the until-converged schedule: validations done, how many since the best, the cooldown
     validations: int = 0
@@ -46,6 +47,13 @@ class LoopState:
     cooldown_start: int | None = None
     cooldown_steps: int = 0
     trigger: str = ""  # what started the cooldown: "converged", "budget" or "schedule"
+    # chained one-cycles: this cycle's number and where it started
+    cycle: int = 1
+    cycle_start_step: int = 0
+    cycle_start_epoch: int = 0
+    cycle_start_elapsed: float = 0.0
+    cycle_best_before: float = -1.0  # the best validation accuracy before this cycle
+    why: str = ""  # how the run ended, in words
 
 
 def torch_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

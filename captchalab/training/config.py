@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from captchalab.data.preprocess import DEFAULT_HEIGHT, GREY_MODES
+from captchalab.data.preprocess import GREY_MODES
 
 TARGET_STEPS = 3000  # default schedule length when epochs is not given
 PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
 FINE_TUNE_STEPS = 600  # the short recipe from a live model (fine_tune)
 FINE_TUNE_RATE = 0.3  # ... at this share of the peak learning rate
 SCHEDULES = ("one-cycle", "until-converged")  # the learning-rate schedules
+MAX_CYCLES = 4  # the default run: one-cycles back to back while validation improves ...
+DEFAULT_BUDGET_MINUTES = 15.0  # ... and while the next fits in this budget (the first always runs)
 DEFAULT_PSEUDO_THRESHOLD = 0.9  # P(reading) a pseudo-label needs (self-training)
 DEFAULT_SELF_TRAINING_ROUNDS = 3
 
@@ -37,7 +39,7 @@ class TrainConfig:
     val_split: float = 0.1
     seed: int = 0
     device: str = "auto"
-    height: int = DEFAULT_HEIGHT
+    height: int | None = None  # None: from the images and labels (fitted_height)
     grey: str = "luma"  # colour to grey: "luma", or "darkest" channel (pale coloured glyphs)
     invert: bool = False  # light text on a dark page: invert before anything else
     deskew: bool = False  # level the text's midline, normalise its height (seed 002)
@@ -52,6 +54,9 @@ class TrainConfig:
     ema: float | None = 0.999  # validate and keep a moving average of the weights (decay)
     width_multiplier: float = 1.0  # channels of the backbone and the heads, as a multiple
     schedule: str = "one-cycle"  # or "until-converged": hold the peak rate while it improves
+    # one-cycles run back to back (warm restarts) while each improves validation; None:
+    # up to MAX_CYCLES when `epochs` is not given, else 1
+    cycles: int | None = None
     stretch: float = 3.0  # until-converged: at most this many times the planned steps
     decoding: str = "beam"
     beam_width: int = 8
@@ -88,6 +93,26 @@ class TrainConfig:
         from captchalab.models import family_class
 
         return family_class(self.model).captcha_augmentation
+
+    @property
+    def cycle_limit(self) -> int:
+        """The most one-cycles the run may chain: ``cycles``, or MAX_CYCLES for the default
+        schedule of a plain run (1 with a set length, a short fine-tune, a synthetic stream,
+        pretraining, staged restarts or the until-converged schedule)."""
+        if self.cycles is not None:
+            return self.cycles
+        plain = (self.epochs is None and not self.fine_tune and not self.scheme
+                 and self.schedule == "one-cycle" and not self.restarts
+                 and self.stop_epoch is None)
+        return MAX_CYCLES if plain else 1
+
+    @property
+    def cycle_budget(self) -> float | None:
+        """Seconds the whole run may take once its first cycle is done: ``max_minutes``, or
+        the default budget when the run may chain cycles."""
+        if self.max_minutes:
+            return self.max_minutes * 60
+        return DEFAULT_BUDGET_MINUTES * 60 if self.cycle_limit > 1 else None
 
     @property
     def centres(self) -> str | None:
@@ -146,6 +171,11 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"`schedule` is one of {', '.join(SCHEDULES)}, not "
                               f"{self.schedule!r}")
+        if self.cycles is not None and self.cycles < 1:
+            raise ConfigError(f"`cycles` is 1 or more, not {self.cycles}")
+        if self.cycle_limit > 1 and self.schedule != "one-cycle":
+            raise ConfigError("`cycles` chains one-cycle schedules; the until-converged "
+                              "schedule decides its own length")
         if self.restart_epochs and not self.restarts:
             raise ConfigError("`restart_epochs` applies to `restarts`")
         if self.restarts:

@@ -75,9 +75,11 @@ def padded_centres(centres: list[list[tuple[float, float]]], width: int) -> torc
     return table
 
 
-def fitted_preprocessing(sizes: list[tuple[int, int]], config: TrainConfig) -> Preprocessing:
-    """The input size for these image sizes, with the run's grey, invert and deskew options."""
-    return replace(Preprocessing.fit(sizes, config.height), invert=config.invert,
+def fitted_preprocessing(sizes: list[tuple[int, int]], lengths: list[int],
+                         config: TrainConfig) -> Preprocessing:
+    """The input size for these image sizes and label lengths (the height from the data
+    unless the run sets it), with the run's grey, invert and deskew options."""
+    return replace(Preprocessing.fit(sizes, config.height, lengths), invert=config.invert,
                    deskew=config.deskew, grey=config.grey)
 
 
@@ -158,7 +160,8 @@ class FolderData(TrainingData):
         fitted to the training images."""
         fitted = preprocessing is None
         if preprocessing is None:
-            preprocessing = fitted_preprocessing([s.size for s in train], config)
+            preprocessing = fitted_preprocessing([s.size for s in train],
+                                                 [len(s.label) for s in train], config)
         cache = cache or PixelCache()
         with reporter.task("loading images", len(train) + len(val)) as advance:
             def load(samples: list[Sample]) -> np.ndarray:
@@ -231,7 +234,8 @@ class StreamData(TrainingData):
         self.expressions = scheme.text.kind == "arithmetic"
         self.alphabet = Alphabet(scheme.alphabet)
         fitted = preprocessing is None
-        self.preprocessing = preprocessing or fitted_preprocessing([scheme.size], config)
+        self.preprocessing = preprocessing or fitted_preprocessing(
+            [scheme.size], list(range(scheme.length[0], scheme.length[1] + 1)), config)
         with reporter.task(f"drawing {config.stream_val} {scheme.name} validation captchas", 1):
             drawn = draw(scheme, self.preprocessing, config.seed + VALIDATION_SEED_OFFSET, 0,
                          config.stream_val)

@@ -102,7 +102,8 @@ def self_train(
     log(f"{len(images)} unlabelled images" + (f" ({unreadable} unreadable, skipped)"
                                               if unreadable else ""))
     threshold, cache = config.pseudo_threshold, PixelCache()
-    run_config = replace(config, unlabelled=None)
+    # each round trains one schedule: the rounds are its chain
+    run_config = replace(config, unlabelled=None, cycles=config.cycles or 1)
     needs_centres = family_class(config.model).needs_centres
     lengths = sorted({len(s.label) for s in train})
     results: list[TrainResult] = []

@@ -74,6 +74,7 @@ CURVES_FILE = "curves.png"
 SUMMARY_FILE = "summary.json"
 VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not every one
 PLATEAU_CHAR_ACCURACY = 0.1  # below it, a string reader has not left its starting plateau
+NEXT_CYCLE_SHARE = 0.5  # another cycle starts when this share of the last one's time is left
 SELECTION = ("the validated epoch with the highest validation accuracy; ties go to the "
              "lower validation loss")
 
@@ -91,10 +92,12 @@ class TrainResult:
     best_epoch: int | None = None
     history: list[dict] = field(default_factory=list)
     reading: Reading | None = None  # what the model reads (strings or sets of symbols)
-    ended: str = ""  # "schedule", "budget" or "paused"
+    ended: str = ""  # "schedule", "converged", "budget" or "paused"
     steps: int = 0  # optimiser steps run
     steps_planned: int = 0
     warnings: list[str] = field(default_factory=list)  # an undertrained model, and why
+    why: str = ""  # how the run ended, in words
+    cycles: int = 1  # one-cycle schedules run
     notes: list[str] = field(default_factory=list)  # what a recipe (restarts, ...) found
 
     def describe(self) -> str:
@@ -125,8 +128,8 @@ class Run:
     schedule: OneCycle | UntilConverged
     state: LoopState
     epochs: int
-    total_steps: int  # the most steps the run may take
-    planned_steps: int  # the default plan's steps (the one-cycle schedule's length)
+    total_steps: int  # the most steps one cycle may take
+    planned_steps: int  # the default plan's steps (one one-cycle schedule's length)
     validate_every: int
     best: dict[str, np.ndarray]  # the best epoch's weights
     decoding: DecodingSettings  # the best epoch's (tuned) decoding settings
@@ -267,10 +270,10 @@ class Trainer:
     def _already_ended(self, resumed: Checkpoint) -> TrainResult:
         """A run that finished its schedule has nothing left to resume: say so, and why."""
         state, card = resumed.state, read_card(self.out_dir / MODEL_FILE)
-        why = {"schedule": "it ran its whole schedule",
-               "converged": "it converged and cooled down",
+        why = {"schedule": "it ran its whole schedule", "converged": "it converged",
                "budget": f"its time budget ran out after {card.training.schedule_share:.0%} of "
                          "the planned steps, with the learning rate annealed"}[state.ended]
+        why += f": {state.why}" if state.why else ""
         self.log(f"nothing to resume: this run ended at epoch {state.epoch} ({why}). To train "
                  "longer, start a new run (`overwrite`) with more `epochs` or a larger "
                  f"`max_minutes`, or fine-tune this model with `init` {self.out_dir / MODEL_FILE}")
@@ -361,21 +364,22 @@ class Trainer:
                                     lengths[0] if len(lengths) == 1 else None)
         state = LoopState()
         budget = config.max_minutes * 60 if config.max_minutes else None
-        progress = Progress(total_steps, budget)
+        progress = self._cycle_progress(total_steps, state)
         if resumed is not None:
             model.load_state_dict(torch_state(resumed.model))
             resumed.restore_optimizer(optimizer)
             state = resumed.state
             if resumed.rng is not None:  # dropout continues as if never paused
                 torch.set_rng_state(torch.from_numpy(np.array(resumed.rng)))
-            progress = Progress(total_steps, budget, state.step, state.share, state.elapsed)
+            progress = self._cycle_progress(total_steps, state)
             if budget is not None and progress.budget_left <= 0:
                 raise ConfigError(
                     f"the `max_minutes` budget of {config.max_minutes:g} min is spent: the run "
                     f"has trained {state.elapsed / 60:.1f} min; give a larger `max_minutes` to "
                     f"finish the remaining {1 - state.share:.0%} of its schedule")
-            self.log(f"resuming at epoch {state.epoch + 1} of {epochs} ({state.share:.0%} of "
-                     "the schedule done)")
+            self.log(f"resuming at epoch {state.epoch + 1} of {state.cycle_start_epoch + epochs}"
+                     f" ({state.share:.0%} of the schedule done"
+                     + (f", cycle {state.cycle})" if state.cycle > 1 else ")"))
         if self.distributed.rank:  # the same start as rank 0, then its own dropout
             torch.manual_seed(config.seed * 1_000 + self.distributed.rank + 7_919 * state.epoch)
         average = WeightAverage(model, config.ema) if config.ema else None
@@ -385,8 +389,13 @@ class Trainer:
         params = sum(p.numel() for p in model.parameters())
         self.log(f"{data.facts.train_count} training and {len(data.validation)} validation images, "
                  f"alphabet {len(data.alphabet)} symbols, input {data.preprocessing.height}x"
-                 f"{data.preprocessing.width}, {config.model} with {params / 1e6:.2f}M "
-                 f"parameters, {epochs} epochs ({total_steps} steps) on {self.device}"
+                 f"{data.preprocessing.width}"
+                 + (" (its height from the data)" if config.height is None and resumed is None
+                    and source is None and teacher is None and self.target is None else "")
+                 + f", {config.model} with {params / 1e6:.2f}M "
+                 f"parameters, {epochs} epochs ({total_steps} steps)"
+                 + (f", then more cycles while they help (up to {config.cycle_limit})"
+                    if config.cycle_limit > 1 else "") + f" on {self.device}"
                  + (f", {config.max_minutes:g} min budget" if budget else "")
                  + (f", {self.distributed.world_size} processes"
                     if self.distributed.enabled else ""))
@@ -404,16 +413,30 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------
     def _loop(self, run: Run) -> None:
-        """Train epoch after epoch until the schedule, the time budget or a pause ends it."""
+        """Train cycle after cycle (one, unless the run chains them) until the schedule, the
+        time budget, convergence or a pause ends the run."""
+        state = run.state
+        while True:
+            self._cycle(run)
+            state.ended = self._ending(run)
+            if state.ended != "schedule" or not self._next_cycle(run):
+                break
+        state.elapsed = run.progress.elapsed
+        self._say_why(run)
+
+    def _cycle(self, run: Run) -> None:
+        """One schedule, epoch after epoch, until it ends, the budget ends it or a pause."""
         config, state, distributed = self.config, run.state, self.distributed
-        stop = min(run.epochs, config.stop_epoch or run.epochs)
+        end = state.cycle_start_epoch + run.epochs
+        stop = min(end, config.stop_epoch or end)
         batch_size = distributed.batch_size(config.batch_size)
         losses: list[float] = []  # since the last validation
-        with self.reporter.task("training", run.total_steps, state.share * run.total_steps,
+        task = "training" if state.cycle == 1 else f"training, cycle {state.cycle}"
+        with self.reporter.task(task, run.total_steps, state.share * run.total_steps,
                                 percent=True) as advance:
             while state.epoch < stop and not run.schedule.finished(state):
                 # this epoch's images, in this epoch's order
-                images = run.data.training(state.epoch, prefetch=state.epoch + 1 < run.epochs)
+                images = run.data.training(state.epoch, prefetch=state.epoch + 1 < end)
                 run.model.train()
                 set_backbone_frozen(run.model, state.epoch < config.freeze_epochs)
                 order, generator = self._epoch_order(len(images), state.epoch)
@@ -437,11 +460,77 @@ class Trainer:
                         self._validate(run, losses)
                         losses = []
                     self._agree_on_schedule(run)
-        state.ended = self._ending(run)
-        state.elapsed = run.progress.elapsed
-        if state.ended == "converged":
-            self.log(f"stopped: converged at epoch {state.epoch} (validation stopped "
-                     f"improving at step {state.cooldown_start}, then the rate cooled down)")
+
+    def _next_cycle(self, run: Run) -> bool:
+        """After a cycle that ran its schedule: start another (True) while the last one
+        improved validation accuracy and the next fits in the budget; otherwise record why
+        the run ends (False). Another cycle restarts the one-cycle schedule from the last
+        weights (a warm restart); the kept model stays the best validated epoch of all."""
+        state, limit, budget = run.state, self.config.cycle_limit, self.config.cycle_budget
+        accuracy, elapsed = state.best_score[0], run.progress.elapsed
+        ended, why = "", ""
+        if state.cycle >= limit:
+            ended, why = "schedule", (f"{run.planned_steps} planned steps" if limit == 1 else
+                                      f"{limit} cycles, the most it chains")
+        elif not run.validator.enabled:
+            ended, why = "schedule", "no validation images to tell whether another cycle helps"
+        elif accuracy >= 1.0:
+            ended, why = "converged", "validation reads every image"
+        elif accuracy <= state.cycle_best_before:
+            ended, why = "converged", (f"cycle {state.cycle} did not improve validation "
+                                       f"accuracy beyond {accuracy:.1%}")
+        elif budget is not None and (budget - elapsed) < NEXT_CYCLE_SHARE * (
+                elapsed - state.cycle_start_elapsed):
+            ended, why = "budget", (f"the {budget / 60:g}-minute budget leaves no room for "
+                                    f"cycle {state.cycle + 1}")
+        go = self.distributed.from_main([int(not ended)])[0] == 1  # rank 0 validated
+        if not go:
+            state.ended, state.why = ended or "schedule", why
+            return False
+        self.log(f"cycle {state.cycle} ended at epoch {state.epoch}, best validation "
+                 f"{accuracy:.1%}: cycle {state.cycle + 1} (of at most {limit}) restarts the "
+                 "schedule from the last weights")
+        state.cycle += 1
+        state.cycle_start_step, state.cycle_start_epoch = state.step, state.epoch
+        state.cycle_start_elapsed, state.cycle_best_before = elapsed, accuracy
+        state.share, state.ended = 0.0, ""
+        run.progress = self._cycle_progress(run.total_steps, state)
+        return True
+
+    def _cycle_progress(self, total_steps: int, state: LoopState) -> Progress:
+        """The progress of the current cycle (from where a resumed run stopped in it): the
+        first within `max_minutes`, if given; later ones within the run's budget."""
+        config = self.config
+        if state.cycle == 1:
+            budget = config.max_minutes * 60 if config.max_minutes else None
+        else:
+            budget = config.cycle_budget
+        return Progress(total_steps, budget, state.step - state.cycle_start_step, state.share,
+                        state.elapsed)
+
+    def _say_why(self, run: Run) -> None:
+        """Record and log how the run ended, in words (`stopped: converged at epoch N`)."""
+        state = run.state
+        if state.ended == "paused":
+            return
+        if not state.why:
+            if state.ended == "converged":  # the until-converged schedule
+                state.why = (f"validation stopped improving at step {state.cooldown_start}, "
+                             "then the rate cooled down")
+            elif state.ended == "budget":
+                done = (state.step - state.cycle_start_step) / run.total_steps
+                state.why = (f"the {self.config.max_minutes or 0:g}-minute budget ended "
+                             f"cycle {state.cycle} at {done:.0%} of its planned steps"
+                             if state.cycle > 1 else
+                             f"the {self.config.max_minutes or 0:g}-minute budget ended the "
+                             f"run at {done:.0%} of its planned steps")
+            else:
+                state.why = f"{run.planned_steps} planned steps"
+        said = {"converged": "converged", "budget": "the time budget ended the run",
+                "schedule": "the schedule ended"}[state.ended]
+        cycles = f", {state.cycle} cycles" if state.cycle > 1 else ""
+        self.log(f"stopped: {said} at epoch {state.epoch} ({state.why}{cycles}); the model "
+                 f"is epoch {state.best_epoch}'s")
 
     def _agree_on_schedule(self, run: Run) -> None:
         """Under torchrun, every rank takes rank 0's decision to start the cooldown."""
@@ -458,7 +547,7 @@ class Trainer:
         if (state.cooldown_start is not None
                 and state.step >= state.cooldown_start + state.cooldown_steps):
             return state.trigger
-        if state.epoch >= run.epochs:
+        if state.epoch >= state.cycle_start_epoch + run.epochs:
             return "schedule"
         return "budget" if state.share >= 1.0 else "paused"
 
@@ -500,15 +589,16 @@ class Trainer:
 
     def _share(self, run: Run) -> float:
         """The schedule's share done; with a time budget the processes agree on it."""
-        share = run.progress.share(run.state.step)
+        share = run.progress.share(run.state.step - run.state.cycle_start_step)
         return self.distributed.most(share) if run.progress.budget else share
 
     def _status(self, run: Run, loss: float) -> str:
-        history = run.state.history
+        state, history = run.state, run.state.history
         shown = (f" val {history[-1]['val_accuracy']:.1%}"
                  if history and "val_accuracy" in history[-1] else "")
-        return (f"epoch {run.state.epoch + 1}/{run.epochs} step {run.state.step}/"
-                f"{run.total_steps} loss {loss:.3f}{shown}")
+        cycle = f"cycle {state.cycle} " if state.cycle > 1 else ""
+        return (f"{cycle}epoch {state.epoch + 1}/{state.cycle_start_epoch + run.epochs} step "
+                f"{state.step - state.cycle_start_step}/{run.total_steps} loss {loss:.3f}{shown}")
 
     def _validate(self, run: Run, losses: list[float]) -> None:
         """Validate, write the curves' record, keep the epoch if it is the best, checkpoint."""
@@ -566,16 +656,18 @@ class Trainer:
         atomic_write_text(self.out_dir / SUMMARY_FILE, json.dumps({
             "model": str(model_path), "best_epoch": state.best_epoch, "epochs_run": epochs_run,
             "minutes": round(minutes, 2),
-            "schedule": {"kind": run.schedule.name, "ended": state.ended,
+            "schedule": {"kind": run.schedule.name, "ended": state.ended, "why": state.why,
+                         "cycles": state.cycle, "cycles_at_most": self.config.cycle_limit,
                          "steps_run": state.step, "steps_planned": run.planned_steps,
-                         "steps_at_most": run.total_steps,
+                         "steps_at_most": run.total_steps * self.config.cycle_limit,
                          "share": round(state.step / run.planned_steps, 4),
-                         "budget_minutes": self.config.max_minutes},
+                         "budget_minutes": (None if self.config.cycle_budget is None else
+                                            self.config.cycle_budget / 60)},
             "selection": SELECTION, "warnings": warnings,
             **{f"val_{k}": v for k, v in metrics.items()}}, indent=2) + "\n")
         return TrainResult(model_path, metrics, epochs_run, minutes, run.data.skipped,
                            state.best_epoch, state.history, reading, state.ended, state.step,
-                           run.planned_steps, warnings)
+                           run.planned_steps, warnings, why=state.why, cycles=state.cycle)
 
     def _warnings(self, run: Run, metrics: dict, reading: Reading) -> list[str]:
         """Why a model may be undertrained: a budget that ended most of the schedule early,
@@ -608,7 +700,8 @@ class Trainer:
             training=TrainingFacts(
                 best_epoch=state.best_epoch, epochs_run=state.epoch, steps_run=state.step,
                 steps_planned=run.planned_steps, minutes=round(run.progress.elapsed / 60, 2),
-                ended=state.ended, selection=SELECTION, device=device_name(self.device),
+                ended=state.ended, why=state.why, cycles=state.cycle, selection=SELECTION,
+                device=device_name(self.device),
                 config=asdict(self.config)),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             constraints=Constraints.from_dict(self.config.constraints),

@@ -1,0 +1,81 @@
+"""Chained one-cycle schedules: the default run restarts its schedule while validation
+improves and the budget allows, says why it stopped, and resumes inside any cycle."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from captchalab import Recognizer
+from captchalab.generators import generate
+from captchalab.training import TrainConfig, train
+from captchalab.training.config import DEFAULT_BUDGET_MINUTES, MAX_CYCLES, ConfigError
+
+
+@pytest.fixture(scope="module")
+def rings(tmp_path_factory):
+    # 540 training images: a validation every epoch
+    return generate("rings", 600, tmp_path_factory.mktemp("rings_cycles"), seed=31)
+
+
+def records(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_default_run_may_chain_cycles_and_a_set_length_runs_one():
+    assert TrainConfig().cycle_limit == MAX_CYCLES
+    assert TrainConfig().cycle_budget == DEFAULT_BUDGET_MINUTES * 60
+    assert TrainConfig(max_minutes=5).cycle_budget == 300
+    assert TrainConfig(epochs=20).cycle_limit == 1 and TrainConfig(epochs=20).cycle_budget is None
+    assert TrainConfig(epochs=20, cycles=3).cycle_limit == 3
+    assert TrainConfig(init="m.safetensors", fine_tune=True).cycle_limit == 1
+    assert TrainConfig(schedule="until-converged").cycle_limit == 1
+    with pytest.raises(ConfigError, match="`cycles` is 1 or more"):
+        TrainConfig(cycles=0).validate()
+    with pytest.raises(ConfigError, match="until-converged"):
+        TrainConfig(cycles=2, schedule="until-converged").validate()
+
+
+def test_a_second_cycle_restarts_the_schedule_and_the_run_says_why_it_stopped(rings,
+                                                                               tmp_path):
+    out = tmp_path / "run"
+    lines: list[str] = []
+    result = train(rings, out, TrainConfig(epochs=3, cycles=3), log=lines.append,
+                   show_progress=False)
+    history = records(out)
+    summary = json.loads((out / "summary.json").read_text())["schedule"]
+    assert result.cycles >= 2 and summary["cycles"] == result.cycles
+    assert history[-1]["epoch"] == 3 * result.cycles
+    assert result.steps == result.cycles * result.steps_planned
+    # the rate anneals to the end of cycle 1, then rises again at the start of cycle 2
+    rates = {r["epoch"]: r["lr"] for r in history}
+    assert rates[4] > 10 * rates[3]
+    assert any(line.startswith("cycle 1 ended at epoch 3") for line in lines)
+    stopped = [line for line in lines if line.startswith("stopped:")]
+    assert len(stopped) == 1 and f"at epoch {3 * result.cycles}" in stopped[0]
+    if result.cycles == 3:
+        assert result.ended == "schedule" and "3 cycles" in result.why
+    else:  # cycle 2 read no more validation images than cycle 1
+        assert result.ended == "converged" and "cycle 2 did not improve" in result.why
+    assert summary["why"] == result.why and summary["cycles_at_most"] == 3
+    card = Recognizer.load(result.model_path).card.training
+    assert card.cycles == result.cycles and card.why == result.why
+
+
+@pytest.mark.slow
+def test_a_run_paused_in_its_second_cycle_resumes_as_if_never_paused(rings, tmp_path):
+    whole = tmp_path / "whole"
+    train(rings, whole, TrainConfig(epochs=2, cycles=2), lambda _: None, False)
+    paused = tmp_path / "paused"
+    first = train(rings, paused, TrainConfig(epochs=2, cycles=2, stop_epoch=3),
+                  lambda _: None, False)
+    assert first.ended == "paused" and first.cycles == 2
+    result = train(rings, paused, TrainConfig(epochs=2, cycles=2, resume=True),
+                   lambda _: None, False)
+    assert result.cycles == 2
+
+    def without_time(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert without_time(records(paused)) == without_time(records(whole))
