@@ -61,6 +61,7 @@ def test_a_starved_run_warns_and_says_so_in_its_summary(small_rings, tmp_path, c
     summary = json.loads((out / "summary.json").read_text())
     schedule = summary["schedule"]
     assert schedule["ended"] == "budget" and schedule["share"] < 0.5
+    assert schedule["why"].startswith("the 0.03-minute budget ended the run at")
     assert schedule["steps_run"] < schedule["steps_planned"]
     assert len(summary["warnings"]) >= 1 and "undertrained" in summary["warnings"][0]
     warning = [line for line in captured.err.splitlines() if line.startswith("warning:")][0]

@@ -147,8 +147,8 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
 
     defaults = TrainConfig()
     p.add_argument("--epochs", type=POSITIVE_INT,
-                   help=f"epochs to train (default: about {TARGET_STEPS} optimiser steps' "
-                   "worth, twice that for the multihead families)")
+                   help=f"epochs to train, in one schedule (default: about {TARGET_STEPS} "
+                   "optimiser steps' worth per cycle, twice that for the multihead families)")
     p.add_argument("--max-minutes", type=POSITIVE,
                    help=("time budget of each family's training, in minutes" if per_family
                          else "time budget in minutes") + "; the learning-rate schedule is "

@@ -519,11 +519,11 @@ class Trainer:
                              "then the rate cooled down")
             elif state.ended == "budget":
                 done = (state.step - state.cycle_start_step) / run.total_steps
-                state.why = (f"the {self.config.max_minutes or 0:g}-minute budget ended "
-                             f"cycle {state.cycle} at {done:.0%} of its planned steps"
-                             if state.cycle > 1 else
-                             f"the {self.config.max_minutes or 0:g}-minute budget ended the "
-                             f"run at {done:.0%} of its planned steps")
+                budget = (run.progress.budget or 0) / 60
+                state.why = (f"the {budget:g}-minute budget ended cycle {state.cycle} at "
+                             f"{done:.0%} of its planned steps" if state.cycle > 1 else
+                             f"the {budget:g}-minute budget ended the run at {done:.0%} of "
+                             "its planned steps")
             else:
                 state.why = f"{run.planned_steps} planned steps"
         said = {"converged": "converged", "budget": "the time budget ended the run",
