@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -82,3 +83,17 @@ def test_a_model_of_questions_answers_by_default(tmp_path):
         assert shown["answer"] is None and shown["answer_error"]
         with pytest.raises(ExpressionError):
             _ = reading.answer
+
+
+def test_a_crnn_for_questions_reads_its_columns_with_an_lstm():
+    """Questions are the one kind of label whose default crnn keeps the LSTM across its
+    columns (a minus sign and a noise line look alike column by column)."""
+    from captchalab.models import family_class
+    from captchalab.models.family import DataShape
+
+    crnn = family_class("crnn")
+    shape = DataShape(19, 32, 96, (4, 5, 6), 160.0)
+    assert crnn.configure(shape)["sequence"] == "none"
+    assert crnn.configure(replace(shape, expressions=True))["sequence"] == "lstm"
+    given = crnn.configure(replace(shape, expressions=True), sequence="none")
+    assert given["sequence"] == "none"  # an explicit --sequence wins

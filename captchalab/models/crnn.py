@@ -32,9 +32,13 @@ class CRNN(Family):
     captcha_augmentation = True  # BENCHMARKS.md, "Reading columns without the LSTM"
     SEQUENCES = ("lstm", "none")
     DEFAULT_SEQUENCE = "none"  # of new models; files without the setting were trained with lstm
+    # arithmetic questions: a column alone cannot tell a minus sign from a noise line, nor
+    # "=" from two; the LSTM's context can (BENCHMARKS.md, "Arithmetic questions")
+    EXPRESSION_SEQUENCE = "lstm"
     options = (FamilyOption(
         "sequence", "context between the columns: lstm (a bidirectional LSTM) or none (each "
-        "column read on its own) (default: none, or the --init model's)", "lstm|none",
+        "column read on its own) (default: none; lstm for arithmetic questions; or the --init "
+        "model's)", "lstm|none",
         lambda text: _sequence(text), inherited=True),)
 
     def __init__(
@@ -59,7 +63,8 @@ class CRNN(Family):
 
     @classmethod
     def configure(cls, shape, width_multiplier: float = 1.0, **options) -> dict:
-        options.setdefault("sequence", cls.DEFAULT_SEQUENCE)
+        options.setdefault("sequence", cls.EXPRESSION_SEQUENCE if shape.expressions
+                           else cls.DEFAULT_SEQUENCE)
         return super().configure(shape, width_multiplier, **options)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ class DataShape:
     width: int
     label_lengths: tuple[int, ...]  # distinct label lengths in the training split
     source_width: float  # median width of the original images, in pixels
+    expressions: bool = False  # the labels are arithmetic questions (``7+3=?``)
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,8 @@ class TrainingData:
 
     def shape(self) -> DataShape:
         return DataShape(self.alphabet.num_classes, self.preprocessing.height,
-                         self.preprocessing.width, tuple(self.label_lengths), self.source_width)
+                         self.preprocessing.width, tuple(self.label_lengths), self.source_width,
+                         self.expressions)
 
     def close(self) -> None:
         """Release background workers (a stream's)."""
