@@ -270,9 +270,11 @@ class Trainer:
     def _already_ended(self, resumed: Checkpoint) -> TrainResult:
         """A run that finished its schedule has nothing left to resume: say so, and why."""
         state, card = resumed.state, read_card(self.out_dir / MODEL_FILE)
+        ran = (f"{state.cycle} cycles of the planned steps" if state.cycle > 1 else
+               f"{card.training.schedule_share:.0%} of the planned steps")
         why = {"schedule": "it ran its whole schedule", "converged": "it converged",
-               "budget": f"its time budget ran out after {card.training.schedule_share:.0%} of "
-                         "the planned steps, with the learning rate annealed"}[state.ended]
+               "budget": f"its time budget ran out after {ran}, with the learning rate "
+                         "annealed"}[state.ended]
         why += f": {state.why}" if state.why else ""
         self.log(f"nothing to resume: this run ended at epoch {state.epoch} ({why}). To train "
                  "longer, start a new run (`overwrite`) with more `epochs` or a larger "
