@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: install demo test test-fast lint clean bench-families bench-few-labels bench-audit bench-deploy
+.PHONY: install demo test test-fast lint clean bench-families bench-few-labels bench-audit bench-deploy \
+	base-model fonts
 
 $(BIN)/captchalab: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,24 @@ demo: install
 	$(BIN)/captchalab evaluate $(DEMO)/model/model.safetensors $(DEMO)/test
 
 V2 := ../shared/datasets/captcha_v2/images
+
+FONT_PACKAGES := fonts-liberation2 fonts-freefont-ttf fonts-urw-base35
+fonts:  # the Debian fonts the synthetic universe draws with (beside matplotlib's DejaVu)
+	@dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" -ne 0 ] && command -v sudo || true ); \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(FONT_PACKAGES); }
+
+# the packaged base model from scratch: hours on 2 CPU cores (BASE_MINUTES), minutes on a GPU
+BASE_MINUTES ?= 100
+BASE_DEVICE ?= auto
+base-model: install fonts
+	@start=$$(date +%s); \
+	$(BIN)/captchalab base-model --out runs/base-model --device $(BASE_DEVICE) --quiet --resume \
+		$$( [ "$(BASE_DEVICE)" = cpu ] || ! $(BIN)/python -c 'import torch,sys; \
+		sys.exit(not torch.cuda.is_available())' && echo --minutes $(BASE_MINUTES) ) \
+		--install && \
+	echo "make base-model took $$(( ($$(date +%s) - start) / 60 )) min"
 
 bench-families: install  # every family on captcha_v2 and on rings (BENCHMARKS.md); about 90 min
 	$(BIN)/captchalab compare $(V2) --out runs/compare_v2 --max-minutes 15 --quiet --overwrite

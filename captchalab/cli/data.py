@@ -19,7 +19,8 @@ def add(commands: argparse._SubParsersAction) -> None:
         "annotations.jsonl (each character's centre and box). SCHEME is a built-in preset "
         "or a scheme TOML file (see README, 'Synthetic schemes'). The same seed gives the "
         "same files for any number of workers.")
-    p.add_argument("scheme", help=f"built-in ({', '.join(schemes())}) or a .toml file")
+    p.add_argument("scheme", help=f"built-in ({', '.join(schemes())}), universe (every image "
+                   "its own random scheme: what the base model learned from) or a .toml file")
     p.add_argument("--count", type=POSITIVE_INT, required=True, help="images to write")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--seed", type=COUNT, default=0,

@@ -41,7 +41,8 @@ def add(commands: argparse._SubParsersAction) -> None:
         "PATH may be an image, a folder of images, or - for one image on standard input. "
         "Bad files are reported on stderr; the others are still read, and the exit code is 1.")
     p.add_argument("model", type=Path, help="model file (.safetensors or exported .onnx; an "
-                   ".onnx file runs with onnxruntime alone, without PyTorch)")
+                   ".onnx file runs with onnxruntime alone, without PyTorch), or `base`: the "
+                   "packaged base model, which reads with zero labels (case-folded)")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, folders of images, or - for standard input")
     p.add_argument("--json", action="store_true", help="JSON lines with per-character confidences")

@@ -18,9 +18,9 @@ def add(commands: argparse._SubParsersAction) -> None:
         "GET /v1/models, GET /healthz, OpenAPI docs at /docs (served from the package, no "
         "internet needed), a page to try a model at /, and with --label-dir a page to label "
         "captchas at /label. Concurrent requests are batched together.")
-    p.add_argument("models", nargs="+", metavar="MODEL[=NAME]",
+    p.add_argument("models", nargs="*", metavar="MODEL[=NAME]",
                    help="model file, optionally named (default name: the file's stem); the "
-                   "first is the default model")
+                   "first is the default model (default: `base`, the packaged base model)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default %(default)s: this machine only)")
     p.add_argument("--port", type=PORT, default=8000, help="port (default: %(default)s)")
@@ -83,7 +83,10 @@ def run_serve(args: argparse.Namespace) -> int:
     review = {"review_dir": str(args.review_dir) if args.review_dir else None,
               "review_below": args.review_below, "review_max_files": args.review_max_files,
               "review_max_mb": args.review_max_mb} if args.review_dir or args.review_below else {}
-    serve(args.models, args.host, args.port, args.workers, limits, args.threads,
+    if not args.models:
+        print("no model given: serving the packaged base model (`base`); fine-tune it on a "
+              "few dozen labelled captchas for high accuracy (README, 'Zero labels')")
+    serve(args.models or ["base"], args.host, args.port, args.workers, limits, args.threads,
           str(args.label_dir) if args.label_dir else None,
           str(args.labelled_dir) if args.labelled_dir else None, review=review,
           admin_token=args.admin_token, watch=args.watch)

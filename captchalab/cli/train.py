@@ -32,6 +32,7 @@ def add(commands: argparse._SubParsersAction) -> None:
     _add_distill(commands)
     _add_compare(commands)
     _add_audit(commands)
+    _add_base_model(commands)
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -71,7 +72,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        "(fresh images every epoch)")
     group.add_argument("--init", type=Path, metavar="MODEL",
                        help="start from this model file's weights and preprocessing; its "
-                       "alphabet may differ (shared symbols carry over, new ones start fresh)")
+                       "alphabet may differ (shared symbols carry over, new ones start fresh); "
+                       "`base`: the packaged base model's weights, DATA's own input size "
+                       "and symbols (what a crnn run does by default)")
+    group.add_argument("--from-scratch", action="store_true",
+                       help="start from fresh weights, not from the packaged base model (the "
+                       "default start of a crnn run)")
     group.add_argument("--fine-tune", action="store_true",
                        help=f"the short recipe for a live model given with --init (new labels "
                        f"added): about {FINE_TUNE_STEPS} steps at {FINE_TUNE_RATE:g} x --lr, "
@@ -129,6 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
         pretrain=args.pretrain, pretrain_steps=args.pretrain_steps,
         freeze_epochs=args.freeze_epochs, backbone_lr=args.backbone_lr, restarts=args.restarts,
         fine_tune=args.fine_tune, balance_folders=args.balance_folders,
+        from_scratch=args.from_scratch,
         restart_epochs=args.restart_epochs,
         unlabelled=str(args.unlabelled) if args.unlabelled else None,
         pseudo_threshold=args.pseudo_threshold,
@@ -264,6 +271,10 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrain", metavar="SCHEME_OR_MODEL",
                    help="start every run from a model file, or from a model pretrained on "
                    "this synthetic scheme (built-in name or .toml)")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start every run from this model file; `base`: the packaged base "
+                   "model, the cheap strong attacker (default: fresh weights, the attacker "
+                   "with labels alone)")
     p.add_argument("--model", default="crnn", help=family_help() + " (default: %(default)s)")
     add_family_options(p)
     p.add_argument("--val-split", type=FRACTION, default=AUDIT_VAL_SPLIT,
@@ -294,6 +305,42 @@ def run_audit(args: argparse.Namespace) -> int:
                          skip_bad=args.skip_bad, model_options=family_options(args),
                          **({"height": args.height} if args.height else {}))
     audit(args.data, out, args.sizes, config.validate(), args.max_minutes, args.seeds,
-          args.pretrain, log=log, show_progress=not args.quiet)
+          args.pretrain, log=log, show_progress=not args.quiet, init=args.init)
     print((out / "audit.md").read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def _add_base_model(commands: argparse._SubParsersAction) -> None:
+    from captchalab.training.base_model import BASE_EPOCH_IMAGES, BASE_EPOCHS
+
+    p = commands.add_parser(
+        "base-model", help="train the general base model on the synthetic universe",
+        description="Train the general base model: the default crnn on the synthetic "
+        "universe (every image its own random scheme; `generate universe` shows samples). "
+        "On a CPU plan for hours (use --minutes; an interrupted run continues with --resume); "
+        "on a GPU it takes minutes. OUT receives what train writes; --install copies the "
+        "model into the package, where `predict base` and `train` find it.")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--minutes", type=POSITIVE, metavar="M",
+                   help="time budget: the schedule anneals to end within it (default: the "
+                   "whole schedule)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=BASE_EPOCHS,
+                   help=f"epochs of {BASE_EPOCH_IMAGES} fresh captchas (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or "
+                   "cuda (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue OUT's interrupted run")
+    p.add_argument("--install", action="store_true",
+                   help="copy the trained model into the package as the base model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_base_model)
+
+
+def run_base_model(args: argparse.Namespace) -> int:
+    from captchalab.training.base_model import base_config, install_base_model, train_base_model
+
+    config = base_config(args.minutes, args.device, args.seed, args.epochs)
+    path = train_base_model(args.out, config, log, not args.quiet, args.resume)
+    if args.install:
+        print(f"installed the base model: {install_base_model(path)}")
     return 0

@@ -21,6 +21,7 @@ from captchalab.experiments import AUDIT_MINUTES, AUDIT_SEEDS, AUDIT_SIZES, AUDI
 from captchalab.fileio import atomic_write_bytes, atomic_write_text
 from captchalab.reporting.charts import machine, now, png_bytes, pyplot
 from captchalab.reporting.progress import ProgressReporter
+from captchalab.runtime.model_file import BASE_MODEL
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.training.config import TrainConfig
 from captchalab.training.distributed import refuse_under_torchrun
@@ -140,10 +141,12 @@ def verdict(curve: Sequence[dict], needed: dict[str, float | None], starved: int
 def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
           config: TrainConfig | None = None, max_minutes: float = AUDIT_MINUTES,
           seeds: int = AUDIT_SEEDS, pretrain: str | None = None,
-          log: Callable[[str], None] = print, show_progress: bool = True) -> AuditReport:
-    """Learning curve of ``config``'s recipe on ``data_dir``. With ``pretrain`` (a model file,
-    or a synthetic scheme to pretrain on first, cached) every run starts from that model:
-    the attacker who draws look-alike captchas before labelling real ones."""
+          log: Callable[[str], None] = print, show_progress: bool = True,
+          init: str | None = None) -> AuditReport:
+    """Learning curve of ``config``'s recipe on ``data_dir``, from fresh weights. With
+    ``init`` every run starts from that model (``"base"``: the packaged base model, the cheap
+    strong attacker); with ``pretrain`` (a model file, or a synthetic scheme to pretrain on
+    first, cached) from that model: the attacker who draws look-alike captchas first."""
     refuse_under_torchrun("audit")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = config or TrainConfig(val_split=AUDIT_VAL_SPLIT)
@@ -154,7 +157,8 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
         raise ValueError(f"{data_dir}: too few images to hold out a validation set")
     plan = [(size, seed) for size in parse_sizes(sizes, len(pool))
             for seed in range(seeds_for(size, len(pool), seeds))]
-    init = None
+    if pretrain and init:
+        raise ValueError("give `init` or `pretrain`, not both")
     if pretrain:
         init = (pretrain if pretrain.endswith(".safetensors") else
                 str(pretrain_model(data_dir, pretrain, config, log, show_progress,
@@ -170,7 +174,8 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
             subset = random.Random(f"{config.seed}:{size}:{seed}").sample(pool, size)
             run_dir = out_dir / "runs" / f"{size}-seed{seed}"
             run_config = replace(config, seed=seed, max_minutes=budget, init=init,
-                                 overwrite=True, resume=False, cycles=config.cycles or 1)
+                                 from_scratch=init is None, overwrite=True, resume=False,
+                                 cycles=config.cycles or 1)
             result = train(data_dir, run_dir, run_config, log=lambda _: None,
                            show_progress=False, split=(subset, val))
             run = AuditRun(size, seed, result.reading.headline(result.metrics),
@@ -186,10 +191,22 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
     report = summarise(runs, pairs)
     report.setting = {"data": str(data_dir), "train_pool": len(pool), "val_count": len(val),
                       "sizes": sizes, "seeds": seeds, "max_minutes": max_minutes,
-                      "model": config.model, "pretrain": pretrain, "machine": machine(),
+                      "model": config.model, "pretrain": pretrain,
+                      "attacker": attacker(init, pretrain), "machine": machine(),
                       "date": now()}
     write_audit(report, out_dir)
     return report
+
+
+def attacker(init: str | None, pretrain: str | None) -> str:
+    """The attacker an audit models, in words."""
+    if init == BASE_MODEL:
+        return "fine-tunes the packaged base model (zero-label start, the cheap strong attack)"
+    if pretrain and not pretrain.endswith(".safetensors"):
+        return f"pretrains on synthetic {pretrain} captchas, then fine-tunes"
+    if init or pretrain:
+        return f"fine-tunes {init or pretrain}"
+    return "trains from scratch on the labels alone"
 
 
 def _confusions(model_path: Path, val: Sequence[Sample]) -> Counter:
@@ -229,8 +246,8 @@ def audit_markdown(report: AuditReport) -> str:
     s = report.setting
     lines = [f"# captchalab audit: {s['data']}", "", f"**{report.verdict}**", "",
              f"{s['val_count']} validation images; training subsets drawn from "
-             f"{s['train_pool']}; model {s['model']}"
-             + (f" pretrained on {s['pretrain']}" if s["pretrain"] else "")
+             f"{s['train_pool']}; model {s['model']}; the attacker "
+             + s.get("attacker", attacker(None, s["pretrain"]))
              + f"; {s['max_minutes']:g} min of training in all; {s['machine']}; {s['date']}.",
              "", "| labels | runs | whole-captcha accuracy (mean) | min | max | starved runs |",
              "|---|---|---|---|---|---|"]

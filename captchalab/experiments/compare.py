@@ -82,7 +82,7 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] | N
             config: TrainConfig | None = None, log: Callable[[str], None] = print,
             show_progress: bool = True) -> list[Entry]:
     """Train each of ``models`` (default: every registered family) on ``data_dir`` with
-    ``config`` (same split, same budget)."""
+    ``config`` (same split, same budget, every family from fresh weights)."""
     refuse_under_torchrun("compare")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = config or TrainConfig()
@@ -107,7 +107,8 @@ def compare(data_dir: str | Path, out_dir: str | Path, models: Sequence[str] | N
                 centres, entry.note = _centres_for_heatmap(data_dir, out_dir, entries, config)
                 options = {**options, **({"centres": centres} if centres else {})}
             run_config = replace(config, model=name, overwrite=True, resume=False,
-                                 model_options=options)
+                                 model_options=options,  # a fair race: fresh weights
+                                 from_scratch=not (config.init or config.pretrain))
             result = train(data_dir, out_dir / name, run_config, log, show_progress)
         except (DatasetError, ModelFileError, ValueError) as error:
             entry.error = str(error)

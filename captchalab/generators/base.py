@@ -32,6 +32,8 @@ def render(scheme: str | Path | Scheme, seed: int = 0, index: int = 0,
     scheme = load_scheme(scheme)
     if rng is None:
         rng = random.Random(f"{scheme.name}:{seed}:{index}")
+    if scheme.layout == "universe":
+        return scheme.render(rng)  # type: ignore[attr-defined]
     if scheme.rings is not None:
         return render_rings(scheme, rng)
     return render_glyphs(scheme, rng)

@@ -15,6 +15,7 @@ _SYSTEM_FOLDERS = (
     "/usr/share/fonts/truetype/liberation2",
     "/usr/share/fonts/truetype/freefont",
     "/usr/share/fonts/TTF",
+    "/usr/share/fonts/opentype/urw-base35",
     "/usr/share/fonts/dejavu",
     "/Library/Fonts",
     "C:/Windows/Fonts",
@@ -26,14 +27,19 @@ PACKAGES = {"wqy-microhei.ttc": "fonts-wqy-microhei", "wqy-zenhei.ttc": "fonts-w
             "FreeSans.ttf": "fonts-freefont-ttf", "FreeSerif.ttf": "fonts-freefont-ttf"}
 
 
+def search_folders() -> list[Path]:
+    """Where fonts are looked for: matplotlib's bundled fonts, then the system's."""
+    import matplotlib
+
+    return [Path(matplotlib.get_data_path()) / "fonts" / "ttf", *map(Path, _SYSTEM_FOLDERS)]
+
+
 def font_path(name: str = "DejaVuSans.ttf") -> Path:
     """Path of font file ``name``: a path as given, matplotlib's bundled copy, or a system one."""
     given = Path(name)
     if given.is_file():
         return given
-    import matplotlib
-
-    folders = [Path(matplotlib.get_data_path()) / "fonts" / "ttf", *map(Path, _SYSTEM_FOLDERS)]
+    folders = search_folders()
     for folder in folders:
         if (folder / name).is_file():
             return folder / name

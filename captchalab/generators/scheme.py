@@ -564,7 +564,8 @@ def parse_scheme(text: str, source: str = "scheme.toml", folder: Path | None = N
 
 
 def schemes() -> list[str]:
-    """Names of the built-in presets."""
+    """Names of the built-in presets (``universe``, every image its own random scheme, is
+    loaded by name too)."""
     return sorted(p.name[:-5] for p in PRESETS.iterdir() if p.name.endswith(".toml"))
 
 
@@ -576,16 +577,20 @@ def _preset(name: str) -> Scheme:
 
 def load_scheme(scheme: str | Path | Scheme) -> Scheme:
     """A preset by name (see :func:`schemes`), a TOML file by path, or ``scheme`` itself."""
-    if isinstance(scheme, Scheme):
-        return scheme
+    if isinstance(scheme, Scheme) or getattr(scheme, "layout", None) == "universe":
+        return scheme  # type: ignore[return-value]
     text = str(scheme)
+    if text == "universe":
+        from captchalab.generators.universe import UNIVERSE
+
+        return UNIVERSE  # type: ignore[return-value]
     if isinstance(scheme, str) and text in schemes():
         return _preset(text)
     path = Path(scheme)
     if not path.is_file():
         if path.suffix != ".toml" and len(path.parts) == 1:
             raise SchemeError(f"unknown captcha scheme {text!r} (built-in: "
-                              f"{', '.join(schemes())}; or give a .toml file)")
+                              f"{', '.join(schemes())}, universe; or give a .toml file)")
         raise SchemeError(f"{text}: no such scheme file")
     try:
         body = path.read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ checkpoint is a model file whose metadata also holds the loop's state (``CHECKPO
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class TrainingFacts:
     why: str = ""  # how it ended, in words
     cycles: int = 1  # one-cycle schedules chained (warm restarts)
     selection: str = ""  # how the kept epoch was chosen among the validated ones
+    started_from: str = ""  # the model whose weights training started from ("" fresh)
     device: str = ""
     config: dict = field(default_factory=dict)  # the TrainConfig, as run
 
@@ -102,6 +104,7 @@ class ModelCard:
     created: str = ""
     constraints: Constraints = field(default_factory=Constraints)  # applied by default
     reads: str = "text"  # "expression": readings are arithmetic questions with an answer
+    about: dict = field(default_factory=dict)  # provenance in words and figures (the base model's)
 
     @property
     def symbols(self) -> Alphabet:
@@ -149,7 +152,7 @@ class ModelCard:
                 export=_typed(ExportFacts, record["export"]) if record.get("export") else None,
                 created=record.get("created", ""),
                 constraints=Constraints.from_dict(record.get("constraints")),
-                reads=record.get("reads", "text"))
+                reads=record.get("reads", "text"), about=dict(record.get("about") or {}))
         except (TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: malformed captchalab metadata ({error})") from None
 
@@ -188,7 +191,30 @@ def save_model_file(path: str | Path, tensors: dict[str, np.ndarray], card: Mode
     return atomic_write_bytes(path, save_tensors(arrays, metadata=metadata))
 
 
+BASE_MODEL = "base"  # the name that reads the packaged general base model
+PACKAGED_BASE_MODEL = Path(__file__).parent / "weights" / "base.safetensors"
+
+
+def base_model_path() -> Path:
+    """The base model file: ``$CAPTCHALAB_BASE_MODEL``, else the packaged one."""
+    if os.environ.get("CAPTCHALAB_BASE_MODEL"):
+        return Path(os.environ["CAPTCHALAB_BASE_MODEL"])
+    return PACKAGED_BASE_MODEL
+
+
+def resolve_model(path: str | Path) -> Path:
+    """``path``, or for ``"base"`` (when no such file is here) the packaged base model."""
+    if str(path) == BASE_MODEL and not Path(path).exists():
+        found = base_model_path()
+        if not found.is_file():
+            raise ModelFileError(f"base: the packaged base model is missing ({found}); build it "
+                                 "with `make base-model`")
+        return found
+    return Path(path)
+
+
 def _raw_metadata(path: Path) -> dict[str, str]:
+    path = resolve_model(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
@@ -209,7 +235,7 @@ def read_card(path: str | Path) -> ModelCard:
 
 def load_model_file(path: str | Path) -> ModelFile:
     """Weights, card and (for a checkpoint) loop state of a model file."""
-    path = Path(path)
+    path = resolve_model(path)
     metadata = _raw_metadata(path)
     if METADATA_KEY not in metadata:
         raise ModelFileError(f"{path}: safetensors file without captchalab metadata")

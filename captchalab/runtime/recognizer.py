@@ -32,7 +32,7 @@ from captchalab.runtime.constraints import (
 )
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import Decoder, Reading, get_decoder
-from captchalab.runtime.model_file import ModelCard, ModelFileError, load_model_file
+from captchalab.runtime.model_file import ModelCard, ModelFileError, load_model_file, resolve_model
 
 Backend = Callable[[np.ndarray], np.ndarray]  # normalised batch -> raw network outputs
 
@@ -139,8 +139,9 @@ class Recognizer:
              ) -> Recognizer:
         """Load a model: ``.onnx`` (written by ``captchalab export``; runs with onnxruntime,
         no torch) or ``.safetensors`` (written by ``captchalab train``; runs with PyTorch).
-        ``threads`` caps onnxruntime's intra-op threads (default: one per core)."""
-        path = Path(path)
+        ``threads`` caps onnxruntime's intra-op threads (default: one per core); ``"base"``
+        is the packaged general base model (zero labels: read what it can, case-folded)."""
+        path = resolve_model(path)
         if path.suffix.lower() == ".onnx":
             from captchalab.runtime.onnx_backend import OnnxBackend
 

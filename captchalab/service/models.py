@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from captchalab.runtime.model_file import resolve_model
 from captchalab.runtime.recognizer import Recognizer
 from captchalab.service.batching import MicroBatcher
 from captchalab.service.limits import Limits
@@ -42,12 +43,13 @@ class ServedModel:
     @classmethod
     def load(cls, path: str | Path, name: str | None = None, limits: Limits | None = None,
              threads: int | None = None) -> ServedModel:
-        path = Path(path)
+        name = name or Path(path).stem  # "base" for the base model
+        path = resolve_model(path)
         limits = limits or Limits()
         recognizer = Recognizer.load(path, threads=threads)
         version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         batcher = MicroBatcher(recognizer, limits.max_batch, limits.batch_wait)
-        return cls(name or path.stem, recognizer, version, batcher, path)
+        return cls(name, recognizer, version, batcher, path)
 
     def describe(self, default: bool) -> dict:
         r = self.recognizer

@@ -63,6 +63,8 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # the family's: {"slices": [...]}, ...
     # starting from another model (few labels)
     init: str | None = None  # start from this model file's weights (its preprocessing too)
+    from_scratch: bool = False  # a crnn run does not start from the packaged base model
+    log_epochs: bool = False  # a log line per validated epoch (for long background runs)
     pretrain: str | None = None  # first pretrain on this synthetic scheme (cached), then init
     pretrain_steps: int = PRETRAIN_STEPS
     scheme: str | None = None  # train on this synthetic scheme, drawn on the fly
@@ -141,8 +143,11 @@ class TrainConfig:
         if self.pretrain and (self.init or self.scheme):
             raise ConfigError("`pretrain` makes its own starting model: drop `init` and "
                               "`scheme`")
+        if self.from_scratch and (self.init or self.pretrain):
+            raise ConfigError("`from_scratch` starts from fresh weights: drop `init` and "
+                              "`pretrain`, or `from_scratch`")
         if (self.deskew or self.invert or self.grey != "luma") and (
-                self.init or self.resume or self.teacher):
+                (self.init and self.init != "base") or self.resume or self.teacher):
             raise ConfigError("`init`, `resume` and `teacher` keep the preprocessing of the "
                               "model they start from or learn from; `deskew`, `invert` and "
                               "`grey` apply to new runs")

@@ -35,10 +35,12 @@ from captchalab.runtime.constraints import Constraints, symbol_groups
 from captchalab.runtime.decoded import DecodingSettings
 from captchalab.runtime.decoders import Reading, get_decoder
 from captchalab.runtime.model_file import (
+    BASE_MODEL,
     ModelCard,
     ModelFile,
     ModelFileError,
     TrainingFacts,
+    base_model_path,
     load_model_file,
     read_card,
     save_model_file,
@@ -215,6 +217,7 @@ class Trainer:
         self.config, self.log = config, log if main else (lambda _: None)
         self.reporter = ProgressReporter(enabled=show_progress and main)
         self.device = self.distributed.device(resolve_device(config.device))
+        self.started_from = ""  # the model whose weights the run started from, in words
 
     @property
     def checkpoint_path(self) -> Path:
@@ -234,12 +237,16 @@ class Trainer:
             raise ModelFileError(f"{existing}: already exists; pass `resume` to continue that "
                                  "run or `overwrite` to replace it")
         resumed = self._checkpoint() if config.resume else None
+        if resumed is not None:
+            self.started_from = resumed.card.training.started_from
         if resumed is not None and resumed.state.ended in ("schedule", "budget", "converged"):
             return self._already_ended(resumed)
         source = load_model_file(config.init) if config.init and resumed is None else None
         teacher = load_model_file(config.teacher) if config.teacher else None
-        # the data: given, a labelled folder, or a synthetic stream
-        start = resumed or source or teacher  # its preprocessing and alphabet are kept
+        # the data: given, a labelled folder, or a synthetic stream; a model to continue
+        # keeps its preprocessing and alphabet, the general base model gives only weights
+        keeps_input = source if source is not None and config.init != BASE_MODEL else None
+        start = resumed or keeps_input or teacher
         data = self.data or self._load_data(
             start.card.preprocessing if start else
             self.target.preprocessing if self.target else None,
@@ -248,6 +255,8 @@ class Trainer:
             if resumed is not None and resumed.card.data.fingerprint != data.facts.fingerprint:
                 raise ModelFileError(f"{self.checkpoint_path}: was trained on different data; "
                                      "start a new run without `resume`")
+            if resumed is None and source is None and starts_from_base(config):
+                source = load_model_file(BASE_MODEL)
             with process_group(self.distributed, self.device):
                 run = self._set_up(data, resumed, source, teacher)
                 self._loop(run)
@@ -283,6 +292,25 @@ class Trainer:
                            state.elapsed / 60, card.data.skipped, state.best_epoch,
                            state.history, get_decoder(card.decoder).reading, state.ended,
                            state.step, card.training.steps_planned)
+
+    def _start_from(self, model: Family, source: ModelFile, data: TrainingData) -> Family:
+        """``model`` with ``source``'s weights; without ``init`` (the base model by default)
+        a base that does not fit this data leaves the model fresh, and says why."""
+        init = self.config.init
+        name = "the base model" if init in (None, BASE_MODEL) else init
+        try:
+            moved = transfer_weights(model, source, data.alphabet, name)
+        except ModelFileError as error:  # other layer sizes or settings (an LSTM, a width)
+            if init is not None:
+                raise
+            self.log(f"training from scratch: the base model does not fit this run "
+                     f"({str(error).removeprefix(name + ': ')})")
+            return model
+        self.started_from = name
+        self.log(f"starting from {name}{' (`--from-scratch` to opt out)' if init is None else ''}"
+                 f": {len(moved.shared)} symbols carried over"
+                 + (f", {len(moved.new)} new ({moved.new})" if moved.new else ""))
+        return model
 
     def _load_data(self, preprocessing: Preprocessing | None,
                    alphabet: str | None = None) -> TrainingData:
@@ -337,9 +365,7 @@ class Trainer:
                 settings = {**inherited, **settings}
             model = build(config.model, **settings)
         if source is not None:
-            moved = transfer_weights(model, source, data.alphabet, config.init)
-            self.log(f"started from {config.init}: {len(moved.shared)} symbols carried over"
-                     + (f", {len(moved.new)} new ({moved.new})" if moved.new else ""))
+            model = self._start_from(model, source, data)
         model = model.to(self.device)
         teacher_network = None
         if teacher is not None:
@@ -629,6 +655,12 @@ class Trainer:
                             self._card(run, metrics, run.decoding))  # usable while training
         state.elapsed = run.progress.elapsed
         self._save_checkpoint(run, run.decoding)
+        if self.config.log_epochs:  # long runs in the background: one line per validation
+            loss = state.history[-1]["train_loss"]
+            self.log(f"epoch {state.epoch}: step {state.step}, "
+                     f"{state.step * self.config.batch_size} images seen, train loss "
+                     + (f"{loss:.3f}" if loss is not None else "-")
+                     + f", validation {score[0]:.1%}, {state.elapsed / 60:.1f} min")
 
     def _save_checkpoint(self, run: Run, decoding: DecodingSettings) -> None:
         if run.average is not None:
@@ -703,11 +735,20 @@ class Trainer:
                 best_epoch=state.best_epoch, epochs_run=state.epoch, steps_run=state.step,
                 steps_planned=run.planned_steps, minutes=round(run.progress.elapsed / 60, 2),
                 ended=state.ended, why=state.why, cycles=state.cycle, selection=SELECTION,
+                started_from=self.started_from,
                 device=device_name(self.device),
                 config=asdict(self.config)),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             constraints=Constraints.from_dict(self.config.constraints),
             reads="expression" if data.expressions else "text")
+
+
+def starts_from_base(config: TrainConfig) -> bool:
+    """Whether a fresh run starts from the packaged base model: a crnn run with no other
+    start (``init``, ``teacher``, a synthetic ``scheme``) unless ``from_scratch``."""
+    return (config.model == "crnn" and not (config.from_scratch or config.init
+                                            or config.teacher or config.scheme)
+            and base_model_path().is_file())
 
 
 def copy_run(run_dir: Path, out_dir: Path) -> Path:

@@ -1,0 +1,145 @@
+"""The packaged base model: zero-shot readings and learning curves from it versus from scratch.
+
+On each shared set one validation split (seed 0, ``--val-split``) is held out and kept for
+every run, so both starts are judged on the same images. Each run trains the default recipe
+(``train`` with no flags, which starts from the base model; ``--from-scratch`` for the other
+start) on a subset of the rest: ``--sizes`` labels, ``--seeds`` subsets each. Zero-shot is
+``predict base`` on the same validation images, case-folded, plain and restricted to the
+set's symbols (``--allowed``), beside ddddocr's when a Python with ddddocr is given.
+Runs append to ``OUT/runs.jsonl`` as they finish; an interrupted benchmark continues.
+
+    python benchmarks/base_model.py --out benchmarks/runs/base_model \\
+        --datasets captcha_v2,sysu --sizes 25,50,100 --seeds 0 --starts base,scratch \\
+        --ddddocr-python benchmarks/.venv-ddddocr/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from shared_datasets import DATASETS, SHARED, ddddocr_predictions  # noqa: E402
+
+from captchalab import Recognizer  # noqa: E402
+from captchalab.data import read_labelled_folder, split_samples  # noqa: E402
+from captchalab.runtime.metrics import text_metrics  # noqa: E402
+from captchalab.runtime.model_file import read_card  # noqa: E402
+from captchalab.training import TrainConfig, train  # noqa: E402
+
+
+def folder_of(name: str) -> Path:
+    root = SHARED / name
+    return root / "images" if (root / "images").is_dir() else root
+
+
+def folded_accuracy(labels: list[str], readings: list[str]) -> float:
+    return sum(a.lower() == b.lower() for a, b in zip(labels, readings)) / len(labels)
+
+
+def zero_shot(name: str, val, ddddocr_python: str | None) -> dict:
+    labels = [s.label for s in val]
+    paths = [s.path for s in val]
+    base = Recognizer.load("base")
+    plain = [p.text for p in base.predict(paths)]
+    symbols = "".join(sorted({c.lower() for label in labels for c in label}))
+    allowed = "".join(sorted(set(symbols) | set(symbols.upper())))
+    restricted = [p.text for p in base.predict(paths, allowed=allowed)]
+    row = {"kind": "zero-shot", "dataset": name, "images": len(val),
+           "base": folded_accuracy(labels, plain),
+           "base_allowed": folded_accuracy(labels, restricted),
+           "base_char_accuracy": text_metrics([s.lower() for s in labels],
+                                              [s.lower() for s in plain])["char_accuracy"]}
+    if ddddocr_python:
+        row["ddddocr"] = folded_accuracy(labels, ddddocr_predictions(ddddocr_python, paths))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--sizes", default="10,25,50,100,200,all")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--starts", default="base,scratch")
+    parser.add_argument("--val-split", type=float, default=0.2)
+    parser.add_argument("--no-curves", action="store_true", help="zero-shot only")
+    parser.add_argument("--ddddocr-python")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    done = {json.dumps(r["key"]) for r in map(json.loads, log.read_text().splitlines())
+            } if log.is_file() else set()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    base_card = read_card("base")
+    for name in args.datasets.split(","):
+        data = folder_of(name)
+        folder = read_labelled_folder(data)
+        pool, val = split_samples(folder.samples, args.val_split, 0)
+        key = ["zero-shot", name]
+        if json.dumps(key) not in done:
+            row = {"key": key, **zero_shot(name, val, args.ddddocr_python)}
+            _append(log, row, machine, base_card)
+        if args.no_curves:
+            continue
+        for size_text in args.sizes.split(","):
+            size = len(pool) if size_text == "all" else int(size_text)
+            for seed in map(int, args.seeds.split(",")):
+                subset = random.Random(f"base-bench:{name}:{size}:{seed}").sample(pool, size)
+                for start in args.starts.split(","):
+                    key = [name, size_text, seed, start]
+                    if json.dumps(key) in done:
+                        continue
+                    config = TrainConfig(seed=seed, overwrite=True,
+                                         from_scratch=start == "scratch")
+                    run_dir = args.out / "runs" / f"{name}-{size_text}-{seed}-{start}"
+                    result = train(data, run_dir, config, log=lambda _: None,
+                                   show_progress=False, split=(subset, val))
+                    card = read_card(result.model_path)
+                    row = {"key": key, "kind": "curve", "dataset": name, "labels": size,
+                           "seed": seed, "start": start, "started_from":
+                           card.training.started_from, "val_images": len(val),
+                           "accuracy": result.metrics["sequence_accuracy"],
+                           "accuracy_case_folded":
+                           result.metrics.get("sequence_accuracy_case_folded"),
+                           "minutes": round(result.minutes, 2), "why": card.training.why}
+                    _append(log, row, machine, base_card)
+    summarise(log)
+
+
+def _append(log: Path, row: dict, machine: str, base_card) -> None:
+    row = {**row, "machine": machine, "date": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "base_created": base_card.created}
+    with log.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def summarise(log: Path) -> None:
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    for row in rows:
+        if row["kind"] == "zero-shot":
+            print(f"zero-shot {row['dataset']}: base {row['base']:.1%}, restricted to its "
+                  f"symbols {row['base_allowed']:.1%}"
+                  + (f", ddddocr {row['ddddocr']:.1%}" if "ddddocr" in row else ""))
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["kind"] == "curve":
+            groups.setdefault((row["dataset"], row["labels"], row["start"]), []).append(row)
+    for (name, labels, start), runs in sorted(groups.items()):
+        values = [r["accuracy"] for r in runs]
+        print(f"{name} {labels} labels from {start}: mean {statistics.mean(values):.1%}, worst "
+              f"{min(values):.1%} over {len(values)} seeds, "
+              f"{statistics.mean(r['minutes'] for r in runs):.1f} min")
+
+
+if __name__ == "__main__":
+    main()
