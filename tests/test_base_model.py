@@ -149,3 +149,16 @@ def test_an_audit_from_the_base_model_starts_every_run_there(with_base, classic,
     assert "base model" in report.setting["attacker"]
     assert "base model" in (tmp_path / "audit" / "audit.md").read_text()
     assert read_card(report.runs[0].model_path).training.started_from == "the base model"
+
+
+@pytest.mark.slow
+def test_questions_keep_their_lstm_and_train_from_scratch(with_base, tmp_path):
+    """The base reads columns without an LSTM; a crnn for arithmetic questions needs one, so
+    the run says the base does not fit rather than dropping the LSTM."""
+    data = generate("arithmetic", 40, tmp_path / "questions", seed=2)
+    lines: list[str] = []
+    result = train(data, tmp_path / "run", TrainConfig(epochs=1), log=lines.append,
+                   show_progress=False)
+    card = read_card(result.model_path)
+    assert card.config["sequence"] == "lstm" and card.training.started_from == ""
+    assert any("the base model does not fit" in line for line in lines)

@@ -218,6 +218,7 @@ class Trainer:
         self.reporter = ProgressReporter(enabled=show_progress and main)
         self.device = self.distributed.device(resolve_device(config.device))
         self.started_from = ""  # the model whose weights the run started from, in words
+        self.from_base = False  # starting from the base model: its weights, this run's settings
 
     @property
     def checkpoint_path(self) -> Path:
@@ -257,6 +258,7 @@ class Trainer:
                                      "start a new run without `resume`")
             if resumed is None and source is None and starts_from_base(config):
                 source = load_model_file(BASE_MODEL)
+            self.from_base = source is not None and config.init in (None, BASE_MODEL)
             with process_group(self.distributed, self.device):
                 run = self._set_up(data, resumed, source, teacher)
                 self._loop(run)
@@ -353,14 +355,15 @@ class Trainer:
             model = build(resumed.card.family, **resumed.card.config)
         else:
             options = family.network_options(config.model_options)
-            if source is not None:  # e.g. crnn's sequence: the source's, unless given
+            inherits = source is not None and not self.from_base
+            if inherits:  # e.g. crnn's sequence: the source's, unless given
                 theirs = completed_config(source.card.family, source.card.config)
                 options = {**{o.name: theirs[o.name] for o in family.options
                               if o.inherited and o.name in theirs}, **options}
             if config.width_multiplier != 1.0:
                 options["width_multiplier"] = config.width_multiplier
             settings = family.configure(data.shape(), **options)
-            if source is not None:  # the source's layer sizes, this data's alphabet and length
+            if inherits:  # the source's layer sizes, this data's alphabet and length
                 inherited = {k: v for k, v in source.card.config.items() if k not in SIZE_KEYS}
                 settings = {**inherited, **settings}
             model = build(config.model, **settings)
