@@ -81,6 +81,8 @@ def test_train_with_skip_bad_says_how_many(tmp_path, capsys):
     (["evaluate", "nowhere.safetensors", "."], "no such model file"),
     (["train", "no/such/folder", "--out", "x"], "not a folder"),
     (["generate", "nonsense", "--count", "3", "--out", "x"], "unknown captcha scheme"),
+    (["train", ".", "--out", "x", "--from-scratch", "--init", "base"],
+     "--from-scratch starts from fresh weights"),
 ])
 def test_fatal_errors_are_one_line_with_exit_code_1(argv, message, capsys):
     assert main(argv) == 1
@@ -89,7 +91,7 @@ def test_fatal_errors_are_one_line_with_exit_code_1(argv, message, capsys):
 
 
 def test_help_explains_each_command(capsys):
-    for command in ("train", "evaluate", "predict", "generate"):
+    for command in ("train", "evaluate", "predict", "generate", "base-model"):
         with pytest.raises(SystemExit) as exited:
             main([command, "--help"])
         assert exited.value.code == 0
