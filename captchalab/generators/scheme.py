@@ -476,8 +476,22 @@ class Rings:
 _GLYPH_TABLES = ("background", "glyphs", "warp", "noise", "blur", "text")
 
 
+class Canvas:
+    """``width`` and ``height`` of a ``size`` pair (schemes and the universe)."""
+
+    size: tuple[int, int]
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+
 @dataclass(frozen=True)
-class Scheme:
+class Scheme(Canvas):
     """A resolved captcha scheme; ``captchalab.generators.render`` draws its captchas."""
 
     size: tuple[int, int] = _key(MISSING, _pair(8, 4096, " px"))
@@ -521,14 +535,6 @@ class Scheme:
         """``"rings"`` (seed 003's dedicated renderer) when the scheme has a ``[rings]``
         table, else ``"glyphs"``."""
         return "rings" if self.rings is not None else "glyphs"
-
-    @property
-    def width(self) -> int:
-        return self.size[0]
-
-    @property
-    def height(self) -> int:
-        return self.size[1]
 
     def fingerprint(self) -> str:
         """Stable hash of everything that decides the images (fonts by content, not path)."""

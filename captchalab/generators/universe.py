@@ -25,6 +25,7 @@ from captchalab.generators.fonts import load_font, search_folders
 from captchalab.generators.scheme import (
     Arcs,
     Background,
+    Canvas,
     Dots,
     Elastic,
     Ellipses,
@@ -205,7 +206,7 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
 
 
 @dataclass(frozen=True)
-class Universe:
+class Universe(Canvas):
     """Stands where a :class:`Scheme` does; each image is drawn by its own sampled scheme.
 
     ``size`` is a nominal canvas (a model's input is fitted to it; real images vary);
@@ -222,14 +223,6 @@ class Universe:
     source: str = field(default="universe", compare=False)
 
     layout = "universe"
-
-    @property
-    def width(self) -> int:
-        return self.size[0]
-
-    @property
-    def height(self) -> int:
-        return self.size[1]
 
     def sample(self, rng: random.Random) -> Scheme:
         return sample_scheme(rng, self.alphabet, self.length)
