@@ -311,7 +311,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def _add_base_model(commands: argparse._SubParsersAction) -> None:
-    from captchalab.training.base_model import BASE_EPOCH_IMAGES, BASE_EPOCHS
+    from captchalab.training.config import BASE_EPOCH_IMAGES, BASE_EPOCHS
 
     p = commands.add_parser(
         "base-model", help="train the general base model on the synthetic universe",

@@ -27,13 +27,14 @@ from captchalab.runtime.model_file import (
     load_model_file,
     save_model_file,
 )
-from captchalab.training.config import TrainConfig
+from captchalab.training.config import (
+    BASE_BATCH,
+    BASE_EPOCH_IMAGES,
+    BASE_EPOCHS,
+    BASE_HEIGHT,
+    TrainConfig,
+)
 from captchalab.training.trainer import CHECKPOINT_FILE, MODEL_FILE, Trainer, resolve_device
-
-BASE_HEIGHT = 32
-BASE_EPOCHS = 300  # of BASE_EPOCH_IMAGES fresh images: about 2.5 M images, 38 k steps
-BASE_EPOCH_IMAGES = 8192
-BASE_BATCH = 64
 
 
 def base_config(minutes: float | None = None, device: str = "auto", seed: int = 0,

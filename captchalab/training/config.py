@@ -22,6 +22,13 @@ DEFAULT_PSEUDO_THRESHOLD = 0.9  # P(reading) a pseudo-label needs (self-training
 DEFAULT_SELF_TRAINING_ROUNDS = 3
 
 
+# the base model's run (training/base_model.py); here so the CLI reads them without torch
+BASE_HEIGHT = 32
+BASE_EPOCHS = 300  # of BASE_EPOCH_IMAGES fresh images: about 2.5 M images, 38 k steps
+BASE_EPOCH_IMAGES = 8192
+BASE_BATCH = 64
+
+
 class ConfigError(ValueError):
     """Options that do not go together; the message names them in backticks."""
 
