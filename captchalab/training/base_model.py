@@ -10,9 +10,9 @@ transfer unchanged.
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+from captchalab.fileio import atomic_write_bytes
 from captchalab.generators.universe import universe_fonts
 from captchalab.runtime.constraints import Constraints
 from captchalab.runtime.model_file import (
@@ -34,7 +35,7 @@ from captchalab.training.config import (
     BASE_HEIGHT,
     TrainConfig,
 )
-from captchalab.training.trainer import CHECKPOINT_FILE, MODEL_FILE, Trainer, resolve_device
+from captchalab.training.trainer import CHECKPOINT_FILE, Trainer, resolve_device
 
 
 def base_config(minutes: float | None = None, device: str = "auto", seed: int = 0,
@@ -96,19 +97,13 @@ def _hardware(device: str) -> str:
         import torch
 
         return f"GPU: {torch.cuda.get_device_name(0)}"
-    import os
-
     return f"CPU: {os.cpu_count()} cores ({platform.machine()}, {platform.processor() or 'cpu'})"
 
 
 def install_base_model(path: str | Path) -> Path:
     """Copy a trained base model into the package (where ``load("base")`` finds it)."""
-    target = PACKAGED_BASE_MODEL
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_suffix(".partial")
-    shutil.copyfile(path, staging)
-    staging.replace(target)
-    return target
+    PACKAGED_BASE_MODEL.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(PACKAGED_BASE_MODEL, Path(path).read_bytes())
 
 
-__all__ = ["BASE_HEIGHT", "MODEL_FILE", "base_config", "install_base_model", "train_base_model"]
+__all__ = ["base_config", "install_base_model", "train_base_model"]
