@@ -21,6 +21,7 @@ from captchalab.runtime.model_file import (
 )
 from captchalab.training import TrainConfig, train
 from captchalab.training.base_model import base_config, train_base_model
+from captchalab.training.config import FROM_BASE_RATE, from_base_rate
 
 TINY = {"epochs": 2, "epoch_images": 128}
 
@@ -86,6 +87,10 @@ def test_train_starts_from_the_base_model_by_default_with_its_own_input(with_bas
     assert card.alphabet != base.alphabet and set(card.alphabet) <= set(base.alphabet)
     assert card.preprocessing.width != base.preprocessing.width  # the data's own aspect
     assert card.constraints.case == "as-trained"  # the base's zero-shot folding stays there
+    peak = json.loads((tmp_path / "run" / "summary.json").read_text())["schedule"]
+    train_count = read_card(result.model_path).data.train_count
+    assert peak["peak_learning_rate"] == pytest.approx(TrainConfig().learning_rate
+                                                       * from_base_rate(train_count))
 
 
 @pytest.mark.slow
@@ -95,6 +100,8 @@ def test_from_scratch_and_a_base_that_does_not_fit_train_fresh(with_base, classi
                    log=lines.append, show_progress=False)
     assert read_card(result.model_path).training.started_from == ""
     assert not any("base model" in line for line in lines)
+    peak = json.loads((tmp_path / "scratch" / "summary.json").read_text())["schedule"]
+    assert peak["peak_learning_rate"] == TrainConfig().learning_rate
     lines.clear()
     lstm = TrainConfig(epochs=1, model_options={"sequence": "lstm"})
     result = train(classic, tmp_path / "lstm", lstm, log=lines.append, show_progress=False)
@@ -131,6 +138,12 @@ def test_predict_and_serve_read_with_base(with_base, classic, capsys):
     with TestClient(build_app(["base"])) as client:
         models = client.get("/v1/models").json()
     assert [m["name"] for m in models["models"]] == ["base"]
+
+
+def test_few_labels_from_the_base_model_train_at_a_lower_rate():
+    assert from_base_rate(25) == FROM_BASE_RATE
+    assert FROM_BASE_RATE < from_base_rate(200) < from_base_rate(400) < 1.0
+    assert from_base_rate(600) == from_base_rate(5000) == 1.0
 
 
 def test_an_audit_says_which_attacker_it_modelled():

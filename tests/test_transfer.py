@@ -11,11 +11,11 @@ from captchalab.models import DataShape, build, family_class
 from captchalab.runtime.model_file import ModelCard, ModelFile, ModelFileError, load_model_file
 from captchalab.runtime.torch_backend import state_to_numpy
 from captchalab.training import TrainConfig, train
-from captchalab.training.transfer import transfer_weights
+from captchalab.training.transfer import cases_drawn, glyph_case_rows, transfer_weights
 
 
-def _model(family: str, alphabet: Alphabet, length: int = 3, **options):
-    shape = DataShape(alphabet.num_classes, 32, 96, (length,), 96.0)
+def _model(family: str, alphabet: Alphabet, length: int = 3, height: int = 32, **options):
+    shape = DataShape(alphabet.num_classes, height, 96, (length,), 96.0)
     torch.manual_seed(len(alphabet.symbols))
     return build(family, **family_class(family).configure(shape, **options))
 
@@ -59,6 +59,53 @@ def test_other_family_or_label_length_is_refused():
     four = _source(_model("multihead", alphabet, length=4), alphabet)
     with pytest.raises(ModelFileError, match="length 4 vs 3"):
         transfer_weights(_model("multihead", alphabet, length=3), four, alphabet)
+
+
+def test_a_taller_crnn_starts_from_a_32_pixel_one_with_its_rows_resampled():
+    """32 px gives 2 feature rows, 64 px 4: the projection over channels x rows is resampled,
+    so a feature map whose rows are alike projects as it did in the source."""
+    alphabet = Alphabet("abc")
+    source_model, tall = _model("crnn", alphabet), _model("crnn", alphabet, height=64)
+    transfer_weights(tall, _source(source_model, alphabet), alphabet)
+    channels = source_model.backbone.out_channels
+    column = torch.randn(5, channels, 1)
+    with torch.no_grad():
+        before = source_model.project(column.expand(5, channels, 2).reshape(5, -1))
+        after = tall.project(column.expand(5, channels, 4).reshape(5, -1))
+    assert tall.project.weight.shape == (source_model.project.weight.shape[0], channels * 4)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert torch.equal(tall.classifier.weight, source_model.classifier.weight)
+    source_rows = source_model.project.weight.view(-1, channels, 2)
+    tall_rows = tall.project.weight.view(-1, channels, 4)
+    assert torch.allclose(tall_rows[..., 0], source_rows[..., 0] / 2)  # the top row stays top
+    assert torch.allclose(tall_rows[..., 3], source_rows[..., 1] / 2)
+
+
+def test_small_letters_drawn_as_capitals_start_from_the_capitals_rows():
+    """A set that labels ``a`` where its images draw ``A`` (the swust sets): the row of ``a``
+    comes from the source's ``A``, judged by what images holding the letter add."""
+    classes = Alphabet("abAB")
+    labels = ["ab", "a", "b", "x"]
+    mass = torch.zeros(4, classes.num_classes)
+    for image, label in enumerate(labels):
+        if "a" in label:
+            mass[image, classes.encode("A")[0]] += 3.0  # a capital where "a" is labelled
+            mass[image, classes.encode("a")[0]] += 0.5
+        if "b" in label:
+            mass[image, classes.encode("b")[0]] += 2.0  # a small b, read as one
+    mass[:, classes.encode("a")[0]] += 5.0  # alike in every image: not the letter's glyph
+    assert cases_drawn(mass, labels, ["a", "b"], classes) == {"a": "A"}
+    assert cases_drawn(mass, ["a"] * 4, ["a"], classes) == {}  # nothing to compare with
+    source_model, small = _model("crnn", classes), _model("crnn", Alphabet("ab"))
+    moved = transfer_weights(small, _source(source_model, classes), Alphabet("ab"),
+                             rows_from={"a": "A"})
+    assert (moved.shared, moved.from_other_case) == ("ab", "a")
+    theirs = source_model.classifier.weight
+    assert torch.equal(small.classifier.weight[1], theirs[classes.encode("A")[0]])
+    assert torch.equal(small.classifier.weight[2], theirs[classes.encode("b")[0]])
+    pixels = np.zeros((4, 32, 96), np.uint8)
+    assert set(glyph_case_rows(small, _source(source_model, classes), Alphabet("ab"), pixels,
+                               labels, Preprocessing(32, 96))) <= {"a", "b"}
 
 
 def test_fine_tuning_a_trained_model_on_a_new_alphabet(trained_model, rings_train, tmp_path):

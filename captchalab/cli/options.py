@@ -139,6 +139,8 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
     )
     from captchalab.training.config import (
         DEFAULT_BUDGET_MINUTES,
+        FROM_BASE_FULL_RATE_IMAGES,
+        FROM_BASE_RATE,
         MAX_CYCLES,
         SCHEDULES,
         TARGET_STEPS,
@@ -158,7 +160,10 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
     p.add_argument("--batch-size", type=POSITIVE_INT, default=defaults.batch_size,
                    help="images per optimiser step (default: %(default)s)")
     p.add_argument("--lr", type=POSITIVE, default=defaults.learning_rate,
-                   help="peak learning rate of the one-cycle schedule (default: %(default)s)")
+                   help="peak learning rate of the one-cycle schedule (default: %(default)s; "
+                   f"a run from the base model with few labels peaks at down to "
+                   f"{FROM_BASE_RATE:.2g} x --lr, the whole of it from "
+                   f"{FROM_BASE_FULL_RATE_IMAGES} training images)")
     p.add_argument("--seed", type=COUNT, default=defaults.seed,
                    help="seed of the split, the initialisation and the augmentation "
                    "(default: %(default)s)")

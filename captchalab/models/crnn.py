@@ -29,6 +29,7 @@ class CRNN(Family):
     summary = "convolutional columns + CTC (an LSTM with --sequence lstm), any length; the default"
     decoder = "ctc"
     class_outputs = ("classifier",)
+    row_inputs = ("project",)  # channels x rows of each column
     captcha_augmentation = True  # BENCHMARKS.md, "Reading columns without the LSTM"
     SEQUENCES = ("lstm", "none")
     DEFAULT_SEQUENCE = "none"  # of new models; files without the setting were trained with lstm

@@ -90,6 +90,9 @@ class Family(nn.Module):
     # layers whose output rows are laid out per class (repeated per position where the
     # family reads positions): fine-tuning on another alphabet remaps these rows by symbol
     class_outputs: tuple[str, ...] = ()
+    # layers whose inputs are the feature map's rows flattened per channel (channel-major):
+    # starting from a model of another input height resamples these along the rows
+    row_inputs: tuple[str, ...] = ()
     config: dict
 
     @classmethod

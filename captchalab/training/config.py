@@ -15,6 +15,16 @@ TARGET_STEPS = 3000  # default schedule length when epochs is not given
 PRETRAIN_STEPS = 3000  # optimiser steps of pretraining (about 96k synthetic captchas)
 FINE_TUNE_STEPS = 600  # the short recipe from a live model (fine_tune)
 FINE_TUNE_RATE = 0.3  # ... at this share of the peak learning rate
+# a run from the base model with few labels peaks at a lower share of learning_rate: the full
+# rate wipes out what the base reads before a few dozen labels can teach the scheme, while a
+# full training set gains from it (BENCHMARKS.md, "The base model": the rate from the base)
+FROM_BASE_RATE = 1 / 3  # the share at 66 training images or fewer ...
+FROM_BASE_FULL_RATE_IMAGES = 600  # ... the whole rate from here, the square root between
+
+
+def from_base_rate(train_count: int) -> float:
+    """The share of ``learning_rate`` a run from the base model peaks at."""
+    return min(1.0, max(FROM_BASE_RATE, (train_count / FROM_BASE_FULL_RATE_IMAGES) ** 0.5))
 SCHEDULES = ("one-cycle", "until-converged")  # the learning-rate schedules
 MAX_CYCLES = 4  # the default run: one-cycles back to back while validation improves ...
 DEFAULT_BUDGET_MINUTES = 15.0  # ... and while the next fits in this budget (the first always runs)

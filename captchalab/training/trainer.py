@@ -61,12 +61,18 @@ from captchalab.training.config import (
     TARGET_STEPS,
     ConfigError,
     TrainConfig,
+    from_base_rate,
 )
 from captchalab.training.data import FolderData, Images, PixelCache, StreamData, TrainingData
 from captchalab.training.distillation import check_student, distillation_loss, load_teacher
 from captchalab.training.distributed import Distributed, process_group
 from captchalab.training.schedule import STARVED_SHARE, OneCycle, Progress, UntilConverged
-from captchalab.training.transfer import SIZE_KEYS, transfer_weights
+from captchalab.training.transfer import (
+    SIZE_KEYS,
+    check_compatible,
+    glyph_case_rows,
+    transfer_weights,
+)
 from captchalab.training.validation import Validator
 
 MODEL_FILE = "model.safetensors"
@@ -77,6 +83,7 @@ SUMMARY_FILE = "summary.json"
 VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not every one
 PLATEAU_CHAR_ACCURACY = 0.1  # below it, a string reader has not left its starting plateau
 NEXT_CYCLE_SHARE = 0.5  # another cycle starts when this share of the last one's time is left
+FROM_BASE = "the base model"  # started_from of a run from the packaged base model
 SELECTION = ("the validated epoch with the highest validation accuracy; ties go to the "
              "lower validation loss")
 
@@ -299,9 +306,14 @@ class Trainer:
         """``model`` with ``source``'s weights; without ``init`` (the base model by default)
         a base that does not fit this data leaves the model fresh, and says why."""
         init = self.config.init
-        name = "the base model" if init in (None, BASE_MODEL) else init
+        name = FROM_BASE if init in (None, BASE_MODEL) else init
         try:
-            moved = transfer_weights(model, source, data.alphabet, name)
+            check_compatible(model, source, name)
+            train_images = getattr(data, "train_images", None)  # a labelled folder's
+            rows_from = {} if train_images is None else glyph_case_rows(
+                model, source, data.alphabet, train_images.pixels, train_images.labels,
+                data.preprocessing)
+            moved = transfer_weights(model, source, data.alphabet, name, rows_from)
         except ModelFileError as error:  # other layer sizes or settings (an LSTM, a width)
             if init is not None:
                 raise
@@ -311,7 +323,9 @@ class Trainer:
         self.started_from = name
         self.log(f"starting from {name}{' (`--from-scratch` to opt out)' if init is None else ''}"
                  f": {len(moved.shared)} symbols carried over"
-                 + (f", {len(moved.new)} new ({moved.new})" if moved.new else ""))
+                 + (f", {len(moved.new)} new ({moved.new})" if moved.new else "")
+                 + (f"; {moved.from_other_case} from their other case, which the images draw"
+                    if moved.from_other_case else ""))
         return model
 
     def _load_data(self, preprocessing: Preprocessing | None,
@@ -381,7 +395,9 @@ class Trainer:
         symbol_groups(data.alphabet, Constraints.from_dict(config.constraints))  # readable?
         epochs, total_steps = planned_steps(config, data.train_count)
         plan = total_steps
-        peak = config.learning_rate * (FINE_TUNE_RATE if config.fine_tune else 1.0)
+        peak = config.learning_rate * (
+            FINE_TUNE_RATE if config.fine_tune else from_base_rate(data.train_count)
+            if self.started_from == FROM_BASE else 1.0)
         if config.schedule == "until-converged":
             epoch_steps = total_steps // epochs
             epochs = max(epochs, math.ceil(config.stretch * epochs))
@@ -694,6 +710,7 @@ class Trainer:
             "model": str(model_path), "best_epoch": state.best_epoch, "epochs_run": epochs_run,
             "minutes": round(minutes, 2),
             "schedule": {"kind": run.schedule.name, "ended": state.ended, "why": state.why,
+                         "peak_learning_rate": run.schedule.peak,
                          "cycles": state.cycle, "cycles_at_most": self.config.cycle_limit,
                          "steps_run": state.step, "steps_planned": run.planned_steps,
                          "steps_at_most": run.total_steps * self.config.cycle_limit,
