@@ -79,10 +79,11 @@ def glyph_case_rows(model: Family, source: ModelFile, alphabet: Alphabet, pixels
     probe = build(model.family, **{**model.config, "num_classes": old.num_classes})
     transfer_weights(probe, source, old)
     probe.eval()
-    outputs = probe(torch.from_numpy(preprocessing.normalize(pixels))).float().exp()
-    if outputs.dim() != 3 or outputs.shape[-1] != old.num_classes:
+    outputs = [probe(torch.from_numpy(preprocessing.normalize(pixels[i : i + 64]))).float()
+               for i in range(0, len(pixels), 64)]
+    if outputs[0].dim() != 3 or outputs[0].shape[-1] != old.num_classes:
         return {}
-    return cases_drawn(outputs.sum(1), labels, folded, old)
+    return cases_drawn(torch.cat(outputs).exp().sum(1), labels, folded, old)
 
 
 def cases_drawn(mass: torch.Tensor, labels: list[str], letters: list[str], classes: Alphabet
