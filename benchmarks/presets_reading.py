@@ -60,8 +60,15 @@ def arithmetic(train_count: int, test_count: int, work: Path, epochs: int | None
         with contextlib.suppress(ExpressionError):  # an unparsable reading is wrong
             answers += prediction.answer == answer(truth)
     strings = sum(p.text == t for p, t in zip(predictions, truths))
+    # wrong strings that differ from the truth only in which multiplication sign they read
+    signs = str.maketrans({"x": "×", "*": "×"})
+    sign_only = sum(p.text != t and p.text.translate(signs) == t.translate(signs)
+                    for p, t in zip(predictions, truths))
+    wrong = [[t, p.text] for p, t in zip(predictions, truths) if p.text != t]
     return {**facts, "test_images": len(truths), "answers_correct": answers / len(truths),
-            "strings_correct": strings / len(truths)}
+            "strings_correct": strings / len(truths),
+            "strings_wrong_only_in_the_multiplication_sign": sign_only,
+            "wrong_readings": wrong[:200]}
 
 
 def onnx_speed(model_path: Path, images: np.ndarray, repeats: int = 5) -> float:

@@ -16,11 +16,13 @@ from captchalab.runtime import Recognizer
 from captchalab.runtime.model_file import (
     PACKAGED_BASE_MODEL,
     ModelFileError,
+    load_model_file,
     read_card,
     resolve_model,
+    save_model_file,
 )
 from captchalab.training import TrainConfig, train
-from captchalab.training.base_model import base_config, train_base_model
+from captchalab.training.base_model import CONTINUE_RATE, base_config, train_base_model
 from captchalab.training.config import FROM_BASE_RATE, from_base_rate
 
 TINY = {"epochs": 2, "epoch_images": 128}
@@ -72,6 +74,34 @@ def test_an_interrupted_base_model_run_resumes(tmp_path):
     assert card.training.epochs_run == 2 and card.about["steps"] == 4
     assert any("resuming" in line for line in lines)
     assert any(line.startswith("epoch 2: step 4, 256 images seen") for line in lines)
+
+
+@pytest.mark.slow
+def test_a_base_model_continues_from_its_weights_and_counts_the_earlier_steps(tiny_base,
+                                                                           tmp_path):
+    config = replace(base_config(**TINY, init=str(tiny_base), seed=1), stream_val=64)
+    assert config.learning_rate == CONTINUE_RATE and not config.from_scratch
+    first = train_base_model(tmp_path, replace(config, stop_epoch=1), log=lambda _: None,
+                             show_progress=False)  # interrupted after one epoch ...
+    lines: list[str] = []
+    done = train_base_model(tmp_path, replace(config, init=None), log=lines.append,
+                            show_progress=False, resume=True)  # ... and resumed
+    assert done == first
+    card, earlier = read_card(done), read_card(tiny_base).about
+    assert card.training.started_from == str(tiny_base)
+    assert card.about["steps"] == earlier["steps"] + card.training.steps_run == 8
+    assert card.about["images_seen"] == 8 * 64
+    assert card.about["continued_from"]["steps"] == 4
+    assert card.about["minutes"] >= earlier["minutes"]
+
+
+@pytest.mark.slow
+def test_continuing_a_model_that_is_not_a_base_is_a_one_line_error(tiny_base, tmp_path):
+    model, base = tmp_path / "m.safetensors", load_model_file(tiny_base)
+    save_model_file(model, base.tensors, replace(base.card, about={}))
+    with pytest.raises(ModelFileError, match="not a base model"):
+        train_base_model(tmp_path / "out", base_config(**TINY, init=str(model)),
+                         log=lambda _: None, show_progress=False)
 
 
 @pytest.mark.slow

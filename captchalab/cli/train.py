@@ -321,15 +321,20 @@ def _add_base_model(commands: argparse._SubParsersAction) -> None:
         "on a GPU it takes minutes. OUT receives what train writes; --install copies the "
         "model into the package, where `predict base` and `train` find it.")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--minutes", type=POSITIVE, metavar="M",
+    p.add_argument("--minutes", "--max-minutes", dest="minutes", type=POSITIVE, metavar="M",
                    help="time budget: the schedule anneals to end within it (default: the "
-                   "whole schedule)")
+                   "whole schedule; --max-minutes is the same, as train names it)")
     p.add_argument("--epochs", type=POSITIVE_INT, default=BASE_EPOCHS,
                    help=f"epochs of {BASE_EPOCH_IMAGES} fresh captchas (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or "
                    "cuda (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue OUT's interrupted run")
+    p.add_argument("--init", metavar="MODEL",
+                   help="continue training a base model (a file, or `base` for the packaged "
+                   "one) with a new schedule; its card counts the earlier steps and images")
+    p.add_argument("--lr", type=POSITIVE, metavar="RATE",
+                   help="peak learning rate (default: 3e-3 from scratch, 1e-3 with --init)")
     p.add_argument("--install", action="store_true",
                    help="copy the trained model into the package as the base model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -339,7 +344,8 @@ def _add_base_model(commands: argparse._SubParsersAction) -> None:
 def run_base_model(args: argparse.Namespace) -> int:
     from captchalab.training.base_model import base_config, install_base_model, train_base_model
 
-    config = base_config(args.minutes, args.device, args.seed, args.epochs)
+    config = base_config(args.minutes, args.device, args.seed, args.epochs, init=args.init,
+                         learning_rate=args.lr)
     path = train_base_model(args.out, config, log, not args.quiet, args.resume)
     if args.install:
         print(f"installed the base model: {install_base_model(path)}")

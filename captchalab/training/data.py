@@ -126,6 +126,11 @@ class TrainingData:
         """Median width of the original training images, in pixels."""
         raise NotImplementedError
 
+    def labelled_images(self) -> Images | None:
+        """The fixed labelled training images, where there are some (a folder's, not a
+        stream's): what the run looks at before it starts (e.g. which case they draw)."""
+        return None
+
     def shape(self) -> DataShape:
         return DataShape(self.alphabet.num_classes, self.preprocessing.height,
                          self.preprocessing.width, tuple(self.label_lengths), self.source_width,
@@ -194,6 +199,9 @@ class FolderData(TrainingData):
                    config.case_insensitive)
 
     def training(self, epoch: int, prefetch: bool = True) -> Images:
+        return self.train_images
+
+    def labelled_images(self) -> Images:
         return self.train_images
 
     @property

@@ -69,7 +69,6 @@ from captchalab.training.distributed import Distributed, process_group
 from captchalab.training.schedule import STARVED_SHARE, OneCycle, Progress, UntilConverged
 from captchalab.training.transfer import (
     SIZE_KEYS,
-    check_compatible,
     glyph_case_rows,
     transfer_weights,
 )
@@ -302,14 +301,20 @@ class Trainer:
                            state.history, get_decoder(card.decoder).reading, state.ended,
                            state.step, card.training.steps_planned)
 
+    def _rate_share(self, train_count: int) -> float:
+        """The share of ``learning_rate`` the schedule peaks at: lower for a fine-tune of a
+        trained model, and for a run from the base model with few images."""
+        if self.config.fine_tune:
+            return FINE_TUNE_RATE
+        return from_base_rate(train_count) if self.started_from == FROM_BASE else 1.0
+
     def _start_from(self, model: Family, source: ModelFile, data: TrainingData) -> Family:
         """``model`` with ``source``'s weights; without ``init`` (the base model by default)
         a base that does not fit this data leaves the model fresh, and says why."""
         init = self.config.init
         name = FROM_BASE if init in (None, BASE_MODEL) else init
         try:
-            check_compatible(model, source, name)
-            train_images = getattr(data, "train_images", None)  # a labelled folder's
+            train_images = data.labelled_images()
             rows_from = {} if train_images is None else glyph_case_rows(
                 model, source, data.alphabet, train_images.pixels, train_images.labels,
                 data.preprocessing)
@@ -395,9 +400,7 @@ class Trainer:
         symbol_groups(data.alphabet, Constraints.from_dict(config.constraints))  # readable?
         epochs, total_steps = planned_steps(config, data.train_count)
         plan = total_steps
-        peak = config.learning_rate * (
-            FINE_TUNE_RATE if config.fine_tune else from_base_rate(data.train_count)
-            if self.started_from == FROM_BASE else 1.0)
+        peak = config.learning_rate * self._rate_share(data.train_count)
         if config.schedule == "until-converged":
             epoch_steps = total_steps // epochs
             epochs = max(epochs, math.ceil(config.stretch * epochs))
