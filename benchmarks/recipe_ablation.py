@@ -38,7 +38,10 @@ VARIANTS: dict[str, dict] = {
     "captcha_aug": {"augment_captcha": True},
     "ema+captcha_aug": {"ema": 0.999, "augment_captcha": True},
     "ema+strong_captcha_aug": {},  # measured with a first, stronger captcha_aug (see README)
-    "width1.5": {"width_multiplier": 1.5},
+    "width1.5": {"width_multiplier": 1.5},  # tries the base model, which does not fit
+    "scratch": {"from_scratch": True},  # the default recipe without the base model
+    "scratch_width0.5": {"from_scratch": True, "width_multiplier": 0.5},
+    "scratch_width1.5": {"from_scratch": True, "width_multiplier": 1.5},
     "steps2x": {"epochs": "2x"},
     "ema+captcha_aug+steps2x": {"ema": 0.999, "augment_captcha": True, "epochs": "2x"},
     "no_augment": {"augment": False},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -84,3 +85,17 @@ def test_self_training_refuses_what_it_cannot_do(rings_train, tmp_path, capsys):
     assert main(["train", str(rings_train), "--out", str(tmp_path / "b"), "--unlabelled",
                  str(tmp_path), "--model", "multilabel"]) == 1
     assert "reads no strings" in capsys.readouterr().err
+
+
+def test_self_training_weighs_the_labelled_folders_like_train(tmp_path, capsys):
+    original = generate("rings", 40, tmp_path / "original", seed=33)
+    new = generate("rings", 10, tmp_path / "new", seed=34)
+    unlabelled_copy(generate("rings", 8, tmp_path / "pool", seed=35), tmp_path / "u")
+    assert main(["train", str(original), str(new), "--out", str(tmp_path / "out"),
+                 "--epochs", "1", "--batch-size", "8", "--balance-folders", "--unlabelled",
+                 str(tmp_path / "u"), "--self-training-rounds", "1", "--from-scratch"]) == 0
+    shown = "".join(capsys.readouterr())  # the log, whichever stream it went to
+    repeats = int(re.search(r"each folder weighs the same: original x1, new x(\d+)",
+                            shown).group(1))
+    steps = int(re.search(r"round 0: .* 1 epochs \((\d+) steps\)", shown).group(1))
+    assert repeats > 1 and steps > 45 // 8 + 1  # the new folder's images repeated in round 0

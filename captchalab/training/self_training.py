@@ -28,6 +28,7 @@ from captchalab.training.trainer import (
     MODEL_FILE,
     Trainer,
     TrainResult,
+    balanced_folders,
     copy_run,
     read_training_folder,
 )
@@ -98,6 +99,7 @@ def self_train(
     train, val = split or split_samples(folder.samples, config.val_split, config.seed)
     if not val:
         raise ValueError(f"{data_dir}: too few images to hold out validation images")
+    train = balanced_folders(train, data_dir, config, log)  # the labelled folders, as train's
     images, unreadable = unlabelled_images(config.unlabelled)
     log(f"{len(images)} unlabelled images" + (f" ({unreadable} unreadable, skipped)"
                                               if unreadable else ""))

@@ -347,22 +347,9 @@ class Trainer:
                               "synthetic `scheme`")
         folder = read_training_folder(self.data_dir, config, self.log, alphabet)
         train, val = self.split or split_folder(folder.samples, config.val_split, config.seed)
-        train = self._balanced(train)
+        train = balanced_folders(train, self.data_dir, config, self.log)
         return FolderData.load(folder, train, val, config, self.reporter, preprocessing,
                                family.needs_centres, PixelCache())
-
-    def _balanced(self, train: list[Sample]) -> list[Sample]:
-        """With several folders and ``balance_folders`` (on when fine-tuning), each folder's
-        training images repeated so that a few new labels weigh as much as the original set."""
-        folders = [] if isinstance(self.data_dir, (str, Path)) else list(self.data_dir or [])
-        balance = self.config.balance_folders
-        if len(folders) < 2 or not (self.config.fine_tune if balance is None else balance):
-            return train
-        train, repeats = balance_folders(train, folders)
-        if any(n > 1 for n in repeats):
-            self.log("each folder weighs the same: " + ", ".join(
-                f"{Path(folder).name} x{n}" for folder, n in zip(folders, repeats)))
-        return train
 
     def _set_up(self, data: TrainingData, resumed: Checkpoint | None,
                 source: ModelFile | None, teacher: ModelFile | None = None) -> Run:
@@ -764,6 +751,21 @@ class Trainer:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             constraints=Constraints.from_dict(self.config.constraints),
             reads="expression" if data.expressions else "text")
+
+
+def balanced_folders(train: list[Sample], data_dir: str | Path | Sequence[str | Path] | None,
+                     config: TrainConfig, log: Callable[[str], None]) -> list[Sample]:
+    """With several folders and ``balance_folders`` (on when fine-tuning), each folder's
+    training images repeated so that a few new labels weigh as much as the original set."""
+    folders = [] if isinstance(data_dir, (str, Path)) else list(data_dir or [])
+    balance = config.balance_folders
+    if len(folders) < 2 or not (config.fine_tune if balance is None else balance):
+        return train
+    train, repeats = balance_folders(train, folders)
+    if any(n > 1 for n in repeats):
+        log("each folder weighs the same: " + ", ".join(
+            f"{Path(folder).name} x{n}" for folder, n in zip(folders, repeats)))
+    return train
 
 
 def starts_from_base(config: TrainConfig) -> bool:

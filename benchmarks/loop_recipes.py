@@ -1,0 +1,91 @@
+"""Which retraining brings a live model back after a scheme change, with 200 new labels.
+
+The setting of benchmarks/loop_closes.py without the service: a live model trained on 2000
+`strike` captchas (seed 1), 200 labelled captchas of the changed scheme
+(`benchmarks/schemes/strike_changed.toml`, the first 200 of 1500, seed 3), the other 1300
+unlabelled; each recipe is read on 300 fresh changed captchas (seed 4) and 300 fresh old
+ones (seed 2). Results append to OUT/results.jsonl.
+
+    python benchmarks/loop_recipes.py --out benchmarks/runs/loop_recipes [RECIPE,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "captchalab.cli"]
+CHANGED = str(Path(__file__).resolve().parent / "schemes" / "strike_changed.toml")
+
+
+
+def cli(*args: str) -> float:
+    """Run the captchalab CLI; its minutes."""
+    started = time.perf_counter()
+    subprocess.run([*CLI, *args, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    return round((time.perf_counter() - started) / 60, 2)
+
+
+def accuracy(model: Path, folder: Path) -> float:
+    from captchalab import Recognizer
+
+    reading = Recognizer.load(model).read_folder(folder)
+    return sum(p.text == t for p, t in zip(reading.predictions, reading.truths)) / len(
+        reading.truths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="?", help="comma-separated; default: every recipe")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/loop_recipes"))
+    args = parser.parse_args()
+    out = args.out
+    for name, scheme, n, seed in (("a_train", "strike", 2000, 1), ("a_test", "strike", 300, 2),
+                                  ("b_pool", CHANGED, 1500, 3), ("b_test", CHANGED, 300, 4)):
+        if not (out / name / "annotations.jsonl").exists():
+            cli("generate", scheme, "--count", str(n), "--out", str(out / name), "--seed",
+                str(seed))
+    from captchalab.data import read_labelled_folder
+    pool = read_labelled_folder(out / "b_pool").samples
+    lab, unl = out / "labelled200", out / "unlabelled"
+    if not lab.exists():
+        lab.mkdir(parents=True)
+        unl.mkdir()
+        for i, s in enumerate(pool):
+            if i < 200:
+                shutil.copy(s.path, lab / s.path.name)
+            else:
+                shutil.copy(s.path, unl / f"{i}.png")
+    live = out / "live" / "model.safetensors"
+    results = {}
+    if not live.exists():
+        results["live_minutes"] = cli("train", str(out / "a_train"), "--out", str(out / "live"),
+                                      "--overwrite")
+    results["live"] = {"b": accuracy(live, out / "b_test"), "a": accuracy(live, out / "a_test")}
+    print(json.dumps(results), flush=True)
+    variants = {
+        "live_finetune_A+L": [str(out / "a_train"), str(lab), "--init", str(live), "--fine-tune"],
+        "live_finetune_L": [str(lab), "--init", str(live), "--fine-tune"],
+        "base_default_L": [str(lab)],
+        "base_default_A+L_bal": [str(out / "a_train"), str(lab), "--balance-folders"],
+        "live_finetune_A+L_selftrain": [str(out / "a_train"), str(lab), "--init", str(live),
+                                        "--fine-tune", "--unlabelled", str(unl)],
+    }
+    only = args.recipes.split(",") if args.recipes else list(variants)
+    for name in only:
+        minutes = cli("train", *variants[name], "--out", str(out / name), "--overwrite")
+        m = out / name / "model.safetensors"
+        results[name] = {"minutes": minutes, "b": accuracy(m, out / "b_test"),
+                         "a": accuracy(m, out / "a_test")}
+        print(json.dumps({name: results[name]}), flush=True)
+        with open(out / "results.jsonl", "a") as stream:
+            stream.write(json.dumps({name: results[name]}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
