@@ -14,21 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "captchalab.cli"]
-CHANGED = str(Path(__file__).resolve().parent / "schemes" / "strike_changed.toml")
-
-
-
-def cli(*args: str) -> float:
-    """Run the captchalab CLI; its minutes."""
-    started = time.perf_counter()
-    subprocess.run([*CLI, *args, "--quiet"], check=True, stdout=subprocess.DEVNULL)
-    return round((time.perf_counter() - started) / 60, 2)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loop_closes import CHANGED  # noqa: E402
+from loop_closes import run as cli  # noqa: E402
 
 
 def accuracy(model: Path, folder: Path) -> float:
@@ -48,7 +39,7 @@ def main() -> None:
     for name, scheme, n, seed in (("a_train", "strike", 2000, 1), ("a_test", "strike", 300, 2),
                                   ("b_pool", CHANGED, 1500, 3), ("b_test", CHANGED, 300, 4)):
         if not (out / name / "annotations.jsonl").exists():
-            cli("generate", scheme, "--count", str(n), "--out", str(out / name), "--seed",
+            cli("generate", str(scheme), "--count", str(n), "--out", str(out / name), "--seed",
                 str(seed))
     from captchalab.data import read_labelled_folder
     pool = read_labelled_folder(out / "b_pool").samples
