@@ -4,7 +4,9 @@
    the share of correct answers (``Prediction.answer``) and of correct question strings.
 2. ``hanzi``: the same with four of 500 characters; then the ONNX reading speed of that
    model beside a 36-symbol model of the same input size (the hanzi scheme drawn with
-   A-Z0-9), on the same preprocessed images, so the figure is the alphabet's cost alone.
+   A-Z0-9, trained briefly: unsure, it sends more images to beam search), on the same
+   preprocessed images; and the network alone with 500 and with 36 symbols
+   (``--network-cost H,W`` measures only that), the alphabet's own cost.
 
     python benchmarks/presets_reading.py --out benchmarks/results_presets_reading.json \\
         --arithmetic 2000,1000 --hanzi 20000,1000
@@ -43,6 +45,7 @@ def trained(scheme, train_count: int, work: Path, config: TrainConfig) -> tuple[
     result = train(images, work / "run", config, log=lambda _: None, show_progress=False)
     return result.model_path, {"train_images": train_count, "epochs": result.epochs,
                                "steps": result.steps, "ended": result.ended,
+                               "cycles": result.cycles, "max_minutes": config.max_minutes,
                                "train_minutes": round((time.perf_counter() - started) / 60, 2)}
 
 
@@ -52,8 +55,8 @@ def read_fresh(model_path: Path, scheme, count: int, work: Path) -> tuple[list, 
     return reading.predictions, reading.truths
 
 
-def arithmetic(train_count: int, test_count: int, work: Path, epochs: int | None) -> dict:
-    model, facts = trained("arithmetic", train_count, work, TrainConfig(epochs=epochs))
+def arithmetic(train_count: int, test_count: int, work: Path, config: TrainConfig) -> dict:
+    model, facts = trained("arithmetic", train_count, work, config)
     predictions, truths = read_fresh(model, "arithmetic", test_count, work)
     answers = 0
     for prediction, truth in zip(predictions, truths):
@@ -85,8 +88,44 @@ def onnx_speed(model_path: Path, images: np.ndarray, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def hanzi(train_count: int, test_count: int, work: Path, epochs: int | None) -> dict:
-    model, facts = trained("hanzi", train_count, work / "hanzi", TrainConfig(epochs=epochs))
+def network_cost(height: int, width: int, classes: tuple[int, ...] = (501, 37),
+                 rounds: int = 7) -> dict:
+    """ms per image of the crnn network alone (ONNX, the default recipe's architecture,
+    untrained: the cost does not depend on the weights) with each number of ``classes``, in
+    batches of 64 and for one image: the alphabet's own cost, without decoding."""
+    import onnxruntime as ort
+    import torch
+
+    from captchalab.data import Preprocessing
+    from captchalab.export.to_onnx import _torch_to_onnx
+    from captchalab.models import build
+    from captchalab.runtime.onnx_backend import session_options
+
+    pre = Preprocessing(height=height, width=width)
+    batch = np.random.default_rng(0).normal(size=(64, 1, height, width)).astype(np.float32)
+    costs = {}
+    for count in classes:
+        torch.manual_seed(0)
+        network = build("crnn", num_classes=count, height=height, width=width,
+                        sequence="none").eval()
+        session = ort.InferenceSession(_torch_to_onnx(network, pre), session_options(),
+                                       providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for size in (64, 1):
+            feed = {name: batch[:size]}
+            session.run(None, feed)
+            times = []
+            for _ in range(rounds * (64 // size)):
+                started = time.perf_counter()
+                session.run(None, feed)
+                times.append((time.perf_counter() - started) / size)
+            costs[f"{count - 1}_symbols_ms_batch{size}"] = round(statistics.median(times) * 1e3,
+                                                                 4)
+    return costs
+
+
+def hanzi(train_count: int, test_count: int, work: Path, config: TrainConfig) -> dict:
+    model, facts = trained("hanzi", train_count, work / "hanzi", config)
     predictions, truths = read_fresh(model, "hanzi", test_count, work / "hanzi")
     accuracy = sum(p.text == t for p, t in zip(predictions, truths)) / len(truths)
     # the same drawing with 36 symbols: a model of the same input size, trained briefly
@@ -104,7 +143,8 @@ def hanzi(train_count: int, test_count: int, work: Path, epochs: int | None) -> 
             "sequence_accuracy": accuracy, "input": list(images.shape[1:]),
             "onnx_ms_per_image_batch64": round(hanzi_speed * 1e3, 4),
             "onnx_ms_per_image_36_symbols": round(latin_speed * 1e3, 4),
-            "slowdown": round(hanzi_speed / latin_speed, 3)}
+            "slowdown": round(hanzi_speed / latin_speed, 3),
+            "network_alone": network_cost(*images.shape[1:])}
 
 
 def counts(text: str) -> tuple[int, int]:
@@ -118,12 +158,25 @@ def main() -> None:
     parser.add_argument("--arithmetic", type=counts, metavar="TRAIN,TEST")
     parser.add_argument("--hanzi", type=counts, metavar="TRAIN,TEST")
     parser.add_argument("--epochs", type=int, help="instead of the default recipe's (a trial)")
+    parser.add_argument("--network-cost", type=counts, metavar="HEIGHT,WIDTH",
+                        help="only the network's cost with 500 and 36 symbols at this input")
+    parser.add_argument("--max-minutes", type=float,
+                        help="the training budget, instead of the default recipe's")
     args = parser.parse_args()
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    budget = {"max_minutes": args.max_minutes} if args.max_minutes else {}
+    if args.network_cost:
+        report["network_cost"] = {**network_cost(*args.network_cost),
+                                  "input": list(args.network_cost),
+                                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                  "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+        print("network_cost", json.dumps(report["network_cost"]), flush=True)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     with tempfile.TemporaryDirectory() as work:
         for name, task in (("arithmetic", arithmetic), ("hanzi", hanzi)):
             if getattr(args, name):
-                report[name] = task(*getattr(args, name), Path(work) / name, args.epochs)
+                report[name] = task(*getattr(args, name), Path(work) / name,
+                                    TrainConfig(epochs=args.epochs, **budget))
                 report[name]["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 report[name]["machine"] = f"{platform.machine()}, {os.cpu_count()} cores"
                 print(name, json.dumps(report[name]), flush=True)

@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from captchalab.training import TrainConfig, train
+from captchalab.training import TrainConfig, distill, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SCHEMES = Path(__file__).resolve().parent / "schemes"
@@ -57,7 +57,11 @@ VARIANTS: dict[str, dict] = {
     "lstm": {"model_options": {"sequence": "lstm"}},
     "no_lstm": {"model_options": {"sequence": "none"}},
     "no_lstm+captcha_aug": {"model_options": {"sequence": "none"}, "augment_captcha": True},
+    # students of the "default" variant's model of the same dataset and seed (run it first)
+    "distill_width0.5": {"width_multiplier": 0.5},
+    "distill_width0.35": {"width_multiplier": 0.35},
 }
+DISTILLED = "distill_"  # a variant so named is a student: `distill` from the default's model
 
 
 def settings(variant: str, seed: int, val_split: float, train_count: int) -> TrainConfig:
@@ -93,8 +97,15 @@ def run_one(variant: str, dataset: str, seed: int, val_split: float, out: Path) 
     train_count = len(split_samples(read_labelled_folder(data).samples, val_split, seed)[0])
     config = settings(variant, seed, val_split, train_count)
     started = time.perf_counter()
-    result = train(data, out / variant / f"{dataset}-seed{seed}", config,
-                   log=lambda _: None, show_progress=False)
+    if variant.startswith(DISTILLED):
+        teacher = out / "default" / f"{dataset}-seed{seed}" / "model.safetensors"
+        if not teacher.is_file():
+            raise SystemExit(f"{teacher}: no teacher; run the default variant first")
+        result = distill(teacher, data, out / variant / f"{dataset}-seed{seed}", config,
+                         log=lambda _: None, show_progress=False)
+    else:
+        result = train(data, out / variant / f"{dataset}-seed{seed}", config,
+                       log=lambda _: None, show_progress=False)
     minutes = round((time.perf_counter() - started) / 60, 2)
     tested = {}
     if test is not None:
@@ -109,7 +120,8 @@ def run_one(variant: str, dataset: str, seed: int, val_split: float, out: Path) 
             "char_accuracy": result.metrics["char_accuracy"],
             "val_count": result.metrics["count"], "best_epoch": result.best_epoch,
             "epochs": result.epochs, "steps": result.steps,
-            "minutes": minutes, "settings": VARIANTS[variant], **tested}
+            "minutes": minutes, "settings": VARIANTS[variant], "ended": result.ended,
+            "cycles": result.cycles, **tested}
 
 
 def table(rows: list[dict], variants: list[str], datasets: list[str]) -> str:

@@ -18,6 +18,7 @@ from captchalab.data.preprocess import (
     MAX_FITTED_HEIGHT,
     MIN_GLYPH_WIDTH,
     fitted_height,
+    to_grey,
 )
 
 
@@ -139,6 +140,22 @@ def test_preprocessing_same_array_from_every_input_kind(tmp_path):
     batch = pre([path, path])
     assert batch.shape == (2, 1, 16, 48) and batch.dtype == np.float32
     assert np.allclose(batch[0, 0, 8, 40], (1.0 - pre.mean) / pre.std)
+
+
+@pytest.mark.parametrize("grey", ["luma", "darkest"])
+def test_an_opaque_image_reads_as_its_composite_over_the_background(grey):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (20, 60, 3), dtype=np.uint8)
+    opaque = np.dstack([colour, np.full((20, 60), 255, np.uint8)])
+    for image in (Image.fromarray(opaque), Image.fromarray(opaque).convert("LA"),
+                  Image.fromarray(colour).quantize(64).convert("PA")):
+        composite = Image.alpha_composite(Image.new("RGBA", image.size, (255,) * 4),
+                                          image.convert("RGBA"))
+        assert np.array_equal(np.asarray(to_grey(image, mode=grey)),
+                              np.asarray(to_grey(composite.convert("RGB"), mode=grey)))
+    half = opaque.copy()
+    half[:, 30:, 3] = 0  # a transparent half still shows the background
+    assert (np.asarray(to_grey(Image.fromarray(half), background=7))[:, 30:] == 7).all()
 
 
 def test_preprocessing_fit_keeps_aspect_and_round_trips():

@@ -105,9 +105,10 @@ def to_grey(image: Image.Image, background: int = 255, mode: str = "luma") -> Im
     colour channel, so a pale coloured glyph on a white page (pale yellow is almost white
     in brightness) keeps its contrast.
     """
-    if image.mode == "P":
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    opaque = image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255
+    if image.mode in ("RGBA", "LA") and not opaque:  # an opaque one is its own composite
         base = Image.new("RGBA", image.size, (background, background, background, 255))
         image = Image.alpha_composite(base, image.convert("RGBA"))
     if image.mode.startswith("I") or image.mode == "F":
