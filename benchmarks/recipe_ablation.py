@@ -59,7 +59,6 @@ VARIANTS: dict[str, dict] = {
     "no_lstm+captcha_aug": {"model_options": {"sequence": "none"}, "augment_captcha": True},
     # students of the "default" variant's model of the same dataset and seed (run it first)
     "distill_width0.5": {"width_multiplier": 0.5},
-    "distill_width0.35": {"width_multiplier": 0.35},
 }
 DISTILLED = "distill_"  # a variant so named is a student: `distill` from the default's model
 

@@ -95,21 +95,24 @@ def symbol_groups(alphabet: Alphabet, constraints: Constraints) -> tuple[Alphabe
     return Alphabet("".join(groups)), list(groups.values())
 
 
+def _log_sum(values: np.ndarray, axis: int) -> np.ndarray:
+    top = values.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(values - top).sum(axis=axis)) + np.squeeze(top, axis)
+
+
 def constrain_outputs(outputs: np.ndarray, decoder: str, groups: list[list[int]]
                       ) -> np.ndarray:
     """The network's ``outputs`` (the decoder's layout, classes on the class axis with 0 the
     blank or unused slot) as outputs over the constrained symbols' groups."""
     if decoder in ("ctc", "positions"):  # log-probabilities on the last axis
         log_probs = outputs.astype(np.float64)
-        top = log_probs.max(axis=-1, keepdims=True)
-        probs = np.exp(log_probs - np.where(np.isfinite(top), top, 0.0))  # each frame's best: 1
-        members = np.zeros((log_probs.shape[-1], len(groups) + 1))  # class -> merged column
-        members[0, 0] = decoder == "ctc"  # the blank stays; a positional slot is never empty
-        for column, group in enumerate(groups, start=1):
-            members[group, column] = 1.0
-        merged = probs @ members
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(merged / merged.sum(axis=-1, keepdims=True))  # over the allowed
+        columns = [log_probs[..., 0]] if decoder == "ctc" else [
+            np.full(log_probs.shape[:-1], -np.inf)]  # a positional slot is never empty
+        columns += [_log_sum(log_probs[..., group], axis=-1) for group in groups]
+        merged = np.stack(columns, axis=-1)
+        return merged - _log_sum(merged, axis=-1)[..., None]  # renormalised over allowed
     if decoder == "presence":  # independent logits per symbol: P(any of the group)
         absent = 1.0 / (1.0 + np.exp(outputs.astype(np.float64)))
         columns = [np.zeros(outputs.shape[0])] + [
