@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -107,12 +108,20 @@ def run_one(variant: str, dataset: str, seed: int, val_split: float, out: Path) 
                        log=lambda _: None, show_progress=False)
     minutes = round((time.perf_counter() - started) / 60, 2)
     tested = {}
-    if test is not None:
+    if test is None:  # the wrong readings (validation or test images), to look at mistakes
+        validation = split_samples(read_labelled_folder(data).samples, val_split, seed)[1]
+        readings = Recognizer.load(result.model_path).predict([s.path for s in validation])
+        tested = {"mistakes": [[s.path.name, s.label, r.text]
+                               for s, r in zip(validation, readings) if r.text != s.label]}
+    else:
         reading = Recognizer.load(result.model_path).read_folder(test)
         right = sum(p.text == t for p, t in zip(reading.predictions, reading.truths))
         tested = {"val_sequence_accuracy": result.metrics["sequence_accuracy"],
                   "test_count": len(reading.truths),
-                  "sequence_accuracy": right / len(reading.truths)}
+                  "sequence_accuracy": right / len(reading.truths),
+                  "mistakes": [[s.path.name, t, p.text] for s, p, t in
+                               zip(reading.folder.samples, reading.predictions, reading.truths)
+                               if p.text != t]}
     return {"variant": variant, "dataset": dataset, "seed": seed,
             "sequence_accuracy": result.metrics["sequence_accuracy"],
             "sequence_accuracy_case_folded": result.metrics["sequence_accuracy_case_folded"],
@@ -136,6 +145,26 @@ def table(rows: list[dict], variants: list[str], datasets: list[str]) -> str:
                          f"{len(runs)} splits" if runs else "")
         mean_minutes = f"{statistics.mean(minutes):.1f}" if minutes else ""
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {mean_minutes} |")
+    return "\n".join(lines)
+
+
+def confusions(rows: list[dict], top: int = 12) -> str:
+    """The most frequent wrong symbols of the recorded validation mistakes, per variant and
+    dataset: ``truth>read`` for mistakes of the right length, then how many were not."""
+    lines = []
+    for key in sorted({(r["variant"], r["dataset"]) for r in rows if "mistakes" in r}):
+        pairs: Counter[str] = Counter()
+        other = 0
+        mistakes = [m for r in rows if (r["variant"], r["dataset"]) == key
+                    for m in r.get("mistakes", [])]
+        for _, truth, read in mistakes:
+            if len(truth) != len(read):
+                other += 1
+                continue
+            pairs.update(f"{a}>{b}" for a, b in zip(truth, read) if a != b)
+        common = ", ".join(f"{pair} {count}" for pair, count in pairs.most_common(top))
+        lines.append(f"{key[0]} on {key[1]}: {len(mistakes)} mistakes; {common}; "
+                     f"{other} of another length")
     return "\n".join(lines)
 
 
@@ -168,6 +197,7 @@ def main() -> None:
               "val_split": args.val_split, "seeds": seeds, "rows": rows}
     (args.out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(rows, variants, datasets))
+    print(confusions(rows))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ def rings(tmp_path_factory):
     return generate("rings", 600, tmp_path_factory.mktemp("rings_cycles"), seed=31)
 
 
+# a half-width crnn from scratch: the mechanism at 40% of the default network's time
+SMALL = {"width_multiplier": 0.5, "from_scratch": True}
+
+
 def records(out) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -37,11 +41,12 @@ def test_the_default_run_may_chain_cycles_and_a_set_length_runs_one():
         TrainConfig(cycles=2, schedule="until-converged").validate()
 
 
+@pytest.mark.slow
 def test_a_second_cycle_restarts_the_schedule_and_the_run_says_why_it_stopped(rings,
                                                                                tmp_path):
     out = tmp_path / "run"
     lines: list[str] = []
-    result = train(rings, out, TrainConfig(epochs=3, cycles=3), log=lines.append,
+    result = train(rings, out, TrainConfig(epochs=3, cycles=3, **SMALL), log=lines.append,
                    show_progress=False)
     history = records(out)
     summary = json.loads((out / "summary.json").read_text())["schedule"]
@@ -66,12 +71,12 @@ def test_a_second_cycle_restarts_the_schedule_and_the_run_says_why_it_stopped(ri
 @pytest.mark.slow
 def test_a_run_paused_in_its_second_cycle_resumes_as_if_never_paused(rings, tmp_path):
     whole = tmp_path / "whole"
-    train(rings, whole, TrainConfig(epochs=2, cycles=2), lambda _: None, False)
+    train(rings, whole, TrainConfig(epochs=2, cycles=2, **SMALL), lambda _: None, False)
     paused = tmp_path / "paused"
-    first = train(rings, paused, TrainConfig(epochs=2, cycles=2, stop_epoch=3),
+    first = train(rings, paused, TrainConfig(epochs=2, cycles=2, stop_epoch=3, **SMALL),
                   lambda _: None, False)
     assert first.ended == "paused" and first.cycles == 2
-    result = train(rings, paused, TrainConfig(epochs=2, cycles=2, resume=True),
+    result = train(rings, paused, TrainConfig(epochs=2, cycles=2, resume=True, **SMALL),
                    lambda _: None, False)
     assert result.cycles == 2
 
