@@ -30,7 +30,8 @@ fonts:  # the Debian fonts the synthetic universe draws with (beside matplotlib'
 		$$SUDO apt-get update -q && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(FONT_PACKAGES); }
 
-# the packaged base model from scratch: hours on 2 CPU cores (BASE_MINUTES), minutes on a GPU
+# the packaged base model from scratch: hours on 2 CPU cores (BASE_MINUTES); on a GPU the whole
+# schedule, about 21 minutes with 16 cores drawing the images
 BASE_MINUTES ?= 100
 BASE_DEVICE ?= auto
 base-model: install fonts

@@ -16,13 +16,17 @@ def test_each_epoch_draws_fresh_images_the_same_in_background_or_not():
     preprocessing = Preprocessing(32, 96)
     inline = SyntheticStream(scheme, preprocessing, 8, seed=1, background=False)
     background = SyntheticStream(scheme, preprocessing, 8, seed=1)
+    shared = SyntheticStream(scheme, preprocessing, 8, seed=1, workers=3)  # even the first
     try:
         first, second = background.epoch(0), background.epoch(1)
         assert np.array_equal(first.pixels, inline.epoch(0).pixels)
         assert first.pixels.shape == (8, 32, 96)
         assert not np.array_equal(first.pixels, second.pixels)
+        assert np.array_equal(shared.epoch(0).pixels, first.pixels)
+        assert shared.epoch(1).labels == second.labels
     finally:
         background.close()
+        shared.close()
 
 
 def test_scheme_is_fitted_to_the_datas_symbols_and_lengths():

@@ -147,6 +147,21 @@ def test_the_weight_average_follows_the_weights_slowly():
         WeightAverage(model, decay=1.0)
 
 
+def test_a_gpu_run_leaves_the_cpu_cores_to_the_drawing_processes():
+    from captchalab.training.trainer import GPU_HOST_THREADS, host_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        with host_threads(torch.device("cuda")):  # a device name needs no GPU
+            assert torch.get_num_threads() == min(4, GPU_HOST_THREADS)
+        assert torch.get_num_threads() == 4
+        with host_threads(torch.device("cpu")):  # a CPU run keeps its threads
+            assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 def test_a_paused_run_with_a_weight_average_resumes_exactly(tmp_path):
     """The average is part of the checkpoint: paused and resumed, the kept model is the

@@ -40,7 +40,9 @@ class Augmentation:
     def __call__(self, images: torch.Tensor, generator: torch.Generator,
                  points: torch.Tensor | None = None) -> torch.Tensor:
         """Augmented images; with ``points`` ``(N, K, 2)`` (x, y pixels) they are moved along
-        with the image, in place, so character centres stay on their characters."""
+        with the image, in place, so character centres stay on their characters. The images
+        may be on any device; the random draws come from ``generator`` (a CPU one), so a
+        GPU run augments as a CPU run with the same seed does."""
         n, _, height, width = images.shape
 
         def uniform(low: float, high: float) -> torch.Tensor:
@@ -111,8 +113,8 @@ class Augmentation:
         """Thin lines across the text, a sprinkle of dots, or a small erased patch, drawn in
         the image's darkest or lightest value, as captcha noise is."""
         n, _, height, width = images.shape
-        ink = torch.where(torch.rand(n, generator=generator) < 0.7,
-                          images.amin(dim=(1, 2, 3)), images.amax(dim=(1, 2, 3)))
+        darkest = (torch.rand(n, generator=generator) < 0.7).to(images.device)
+        ink = torch.where(darkest, images.amin(dim=(1, 2, 3)), images.amax(dim=(1, 2, 3)))
         ys = torch.arange(height, dtype=torch.float32).view(1, height, 1)
         xs = torch.arange(width, dtype=torch.float32).view(1, 1, width)
         masks = torch.zeros(n, height, width, dtype=torch.bool)

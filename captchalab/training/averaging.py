@@ -31,8 +31,13 @@ class WeightAverage:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         ours = self.model.state_dict()
+        averaged, latest = [], []
         for name, value in model.state_dict().items():
             if value.dtype.is_floating_point:
-                ours[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+                averaged.append(ours[name])
+                latest.append(value.detach())
             else:
                 ours[name].copy_(value)
+        # every tensor in one call each (a GPU launches a handful of kernels, not hundreds)
+        torch._foreach_mul_(averaged, decay)
+        torch._foreach_add_(averaged, latest, alpha=1 - decay)

@@ -17,11 +17,12 @@ from captchalab.data import Alphabet, Preprocessing
 from captchalab.generators import Scheme, SchemeError, render
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation images never repeat a training image
-MAX_DRAWING_WORKERS = 8
+MAX_DRAWING_WORKERS = 32
 
 
 def drawing_workers() -> int:
-    """Processes that draw the next epoch: the cores training leaves (one on two cores)."""
+    """Processes that draw the next epoch: the cores training leaves (one on two cores; on
+    a GPU machine drawing is what limits the base model's run, so every core but one)."""
     return max(1, min(MAX_DRAWING_WORKERS, (os.cpu_count() or 2) - 1))
 
 
@@ -94,6 +95,8 @@ class SyntheticStream:
 
     def epoch(self, epoch: int, prefetch: bool = True) -> Drawn:
         """The images of ``epoch`` (0-based); with ``prefetch`` start drawing the next's."""
+        if self.executor is not None and self.workers > 1:  # drawn by all workers at once
+            self._submit(epoch)
         futures = self.pending.pop(epoch, None)
         drawn = (_joined([future.result() for future in futures]) if futures is not None else
                  draw(self.scheme, self.preprocessing, self.seed, epoch * self.epoch_size,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +84,7 @@ VALIDATE_EVERY_IMAGES = 512  # tiny training sets validate every few epochs, not
 PLATEAU_CHAR_ACCURACY = 0.1  # below it, a string reader has not left its starting plateau
 NEXT_CYCLE_SHARE = 0.5  # another cycle starts when this share of the last one's time is left
 FROM_BASE = "the base model"  # started_from of a run from the packaged base model
+GPU_HOST_THREADS = 2  # CPU threads of a GPU run's own process: the cores left draw images
 SELECTION = ("the validated epoch with the highest validation accuracy; ties go to the "
              "lower validation loss")
 
@@ -265,7 +267,7 @@ class Trainer:
             if resumed is None and source is None and starts_from_base(config):
                 source = load_model_file(BASE_MODEL)
             self.from_base = source is not None and config.init in (None, BASE_MODEL)
-            with process_group(self.distributed, self.device):
+            with process_group(self.distributed, self.device), host_threads(self.device):
                 run = self._set_up(data, resumed, source, teacher)
                 self._loop(run)
                 if not self.distributed.is_main:  # rank 0 writes the model
@@ -601,13 +603,13 @@ class Trainer:
               generator: torch.Generator) -> float:
         """One optimiser step on a batch; its loss."""
         batch = torch.from_numpy(run.data.preprocessing.normalize(images.pixels[index]))
+        batch = batch.to(self.device)  # augmented where the network runs (a GPU's time)
         targets = images.targets_of(index)
         if run.augmentation is not None:
             batch = run.augmentation(batch, generator, targets.centres)
         rate = run.schedule.rate(run.state)
         for group in run.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
-        batch = batch.to(self.device)
         outputs = run.network(batch)
         loss = run.model.loss(outputs, Targets(
             targets.labels.to(self.device), targets.lengths,
@@ -766,6 +768,21 @@ def balanced_folders(train: list[Sample], data_dir: str | Path | Sequence[str | 
         log("each folder weighs the same: " + ", ".join(
             f"{Path(folder).name} x{n}" for folder, n in zip(folders, repeats)))
     return train
+
+
+@contextmanager
+def host_threads(device: torch.device) -> Iterator[None]:
+    """On a GPU, the run's process keeps a few CPU threads: idle intra-op threads spin on
+    the cores that the processes drawing synthetic images need."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, GPU_HOST_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def starts_from_base(config: TrainConfig) -> bool:
