@@ -83,3 +83,31 @@ def test_a_verdict_needs_runs_that_ran_their_schedule():
     curve = [{"size": 25, "mean": 0.0}, {"size": 50, "mean": 0.0}]
     assert verdict(curve, {"90%": None}, starved=2, minutes_needed=9).startswith("No verdict")
     assert verdict(curve, {"90%": None}).startswith("With 50 labelled captchas")
+
+
+@pytest.mark.slow
+def test_a_self_training_audit_reads_the_pool_unlabelled(tmp_path, capsys):
+    """Each run self-trains on the pool's images outside its subset, never on validation
+    images, and the report names that attacker."""
+    from captchalab.cli import main
+    from captchalab.generators import generate
+
+    data = generate("rings", 60, tmp_path / "data", seed=4)
+    out = tmp_path / "audit"
+    assert main(["audit", str(data), "--out", str(out), "--sizes", "20", "--seeds", "1",
+                 "--max-minutes", "1", "--self-train", "--quiet"]) == 0
+    saved = json.loads((out / "audit.json").read_text())
+    assert saved["setting"]["self_training"] is True
+    assert "self-trains on the other training images" in saved["setting"]["attacker"]
+    report = json.loads((out / "runs" / "20-seed0" / "self_training.json").read_text())
+    assert report["unlabelled"] == 48 - 20  # the pool (60 less 12 validation) less the subset
+    assert report["rounds"][0]["pseudo_labelled"] == 0
+    assert "self-trains" in capsys.readouterr().out  # audit.md, printed
+
+
+def test_a_self_training_audit_refuses_a_family_that_reads_no_strings(tmp_path):
+    from captchalab.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="reads no strings"):
+        audit(tmp_path, tmp_path / "audit", "10", TrainConfig(model="multilabel"),
+              self_training=True, log=lambda _: None, show_progress=False)

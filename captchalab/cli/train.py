@@ -275,6 +275,10 @@ def _add_audit(commands: argparse._SubParsersAction) -> None:
                    help="start every run from this model file; `base`: the packaged base "
                    "model, the cheap strong attacker (default: fresh weights, the attacker "
                    "with labels alone)")
+    p.add_argument("--self-train", action="store_true",
+                   help="every run also self-trains (train --unlabelled) on the other training "
+                   "images with their labels unseen: the attacker who downloads unlabelled "
+                   "captchas, which cost nothing (the rounds share each run's budget)")
     p.add_argument("--model", default="crnn", help=family_help() + " (default: %(default)s)")
     add_family_options(p)
     p.add_argument("--val-split", type=FRACTION, default=AUDIT_VAL_SPLIT,
@@ -305,7 +309,8 @@ def run_audit(args: argparse.Namespace) -> int:
                          skip_bad=args.skip_bad, model_options=family_options(args),
                          **({"height": args.height} if args.height else {}))
     audit(args.data, out, args.sizes, config.validate(), args.max_minutes, args.seeds,
-          args.pretrain, log=log, show_progress=not args.quiet, init=args.init)
+          args.pretrain, log=log, show_progress=not args.quiet, init=args.init,
+          self_training=args.self_train)
     print((out / "audit.md").read_text(encoding="utf-8"), end="")
     return 0
 

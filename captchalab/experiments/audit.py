@@ -28,6 +28,7 @@ from captchalab.training.distributed import refuse_under_torchrun
 from captchalab.training.pretrain import pretrain as pretrain_model
 from captchalab.training.recipes import train
 from captchalab.training.schedule import STARVED_SHARE
+from captchalab.training.self_training import self_train
 
 LEVELS = (0.5, 0.9, 0.99)
 MIN_RUN_MINUTES = 0.005  # a run whose share of the budget is spent still gets a moment
@@ -142,14 +143,18 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
           config: TrainConfig | None = None, max_minutes: float = AUDIT_MINUTES,
           seeds: int = AUDIT_SEEDS, pretrain: str | None = None,
           log: Callable[[str], None] = print, show_progress: bool = True,
-          init: str | None = None) -> AuditReport:
+          init: str | None = None, self_training: bool = False) -> AuditReport:
     """Learning curve of ``config``'s recipe on ``data_dir``, from fresh weights. With
     ``init`` every run starts from that model (``"base"``: the packaged base model, the cheap
     strong attacker); with ``pretrain`` (a model file, or a synthetic scheme to pretrain on
-    first, cached) from that model: the attacker who draws look-alike captchas first."""
+    first, cached) from that model: the attacker who draws look-alike captchas first. With
+    ``self_training`` every run also self-trains on the training pool's other images, their
+    labels unseen: the attacker who downloads unlabelled captchas, which cost nothing."""
     refuse_under_torchrun("audit")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     config = config or TrainConfig(val_split=AUDIT_VAL_SPLIT)
+    if self_training:  # self-training's own rules (a family that reads strings, ...)
+        replace(config, unlabelled="the other training images").validate(has_data=True)
     folder = read_labelled_folder(data_dir, config.alphabet, config.case_insensitive)
     folder.raise_if_bad(config.skip_bad)
     pool, val = split_samples(folder.samples, config.val_split, config.seed)
@@ -176,8 +181,18 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
             run_config = replace(config, seed=seed, max_minutes=budget, init=init,
                                  from_scratch=init is None, overwrite=True, resume=False,
                                  cycles=config.cycles or 1)
-            result = train(data_dir, run_dir, run_config, log=lambda _: None,
-                           show_progress=False, split=(subset, val))
+            if self_training:  # the rounds share the run's budget
+                rounds = run_config.self_training_rounds + 1
+                taken = {s.path for s in subset}
+                result = self_train(data_dir, run_dir,
+                                    replace(run_config, max_minutes=budget / rounds),
+                                    log=lambda _: None, show_progress=False,
+                                    split=(subset, val),
+                                    unlabelled=[s.path for s in pool if s.path not in taken]
+                                    ).result
+            else:
+                result = train(data_dir, run_dir, run_config, log=lambda _: None,
+                               show_progress=False, split=(subset, val))
             run = AuditRun(size, seed, result.reading.headline(result.metrics),
                            result.metrics.get(result.reading.char_metric),
                            round(result.minutes, 2), str(result.model_path),
@@ -192,21 +207,27 @@ def audit(data_dir: str | Path, out_dir: str | Path, sizes: str = AUDIT_SIZES,
     report.setting = {"data": str(data_dir), "train_pool": len(pool), "val_count": len(val),
                       "sizes": sizes, "seeds": seeds, "max_minutes": max_minutes,
                       "model": config.model, "pretrain": pretrain,
-                      "attacker": attacker(init, pretrain), "machine": machine(),
+                      "self_training": self_training,
+                      "attacker": attacker(init, pretrain, self_training), "machine": machine(),
                       "date": now()}
     write_audit(report, out_dir)
     return report
 
 
-def attacker(init: str | None, pretrain: str | None) -> str:
+def attacker(init: str | None, pretrain: str | None, self_training: bool = False) -> str:
     """The attacker an audit models, in words."""
     if init == BASE_MODEL:
-        return "fine-tunes the packaged base model (zero-label start, the cheap strong attack)"
-    if pretrain and not pretrain.endswith(".safetensors"):
-        return f"pretrains on synthetic {pretrain} captchas, then fine-tunes"
-    if init or pretrain:
-        return f"fine-tunes {init or pretrain}"
-    return "trains from scratch on the labels alone"
+        words = "fine-tunes the packaged base model (zero-label start, the cheap strong attack)"
+    elif pretrain and not pretrain.endswith(".safetensors"):
+        words = f"pretrains on synthetic {pretrain} captchas, then fine-tunes"
+    elif init or pretrain:
+        words = f"fine-tunes {init or pretrain}"
+    else:
+        words = "trains from scratch on the labels" + ("" if self_training else " alone")
+    if self_training:
+        words += (", and self-trains on the other training images with their labels unseen "
+                  "(unlabelled captchas cost an attacker nothing)")
+    return words
 
 
 def _confusions(model_path: Path, val: Sequence[Sample]) -> Counter:

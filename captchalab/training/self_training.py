@@ -10,7 +10,7 @@ the best round's model is the result.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,19 +43,26 @@ class SelfTrainingResult:
     report: dict
 
 
-def unlabelled_images(folder: str | Path) -> tuple[list[tuple[Path, tuple[int, int]]], int]:
-    """Every readable image in ``folder`` with its size, and how many files were unreadable."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder of images")
+def unlabelled_images(source: str | Path | Sequence[Path]
+                      ) -> tuple[list[tuple[Path, tuple[int, int]]], int]:
+    """Every readable image of ``source`` (a folder, or a list of image files) with its size,
+    and how many files were unreadable."""
+    if isinstance(source, (str, Path)):
+        root = Path(source)
+        if not root.is_dir():
+            raise DatasetError(f"{root}: not a folder of images")
+        paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        where = str(root)
+    else:
+        paths, where = list(source), "the unlabelled images"
     images, unreadable = [], 0
-    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for path in paths:
         try:
             images.append((path, open_image(path).size))
         except ImageError:
             unreadable += 1
     if not images:
-        raise DatasetError(f"{root}: no readable images to self-train on")
+        raise DatasetError(f"{where}: no readable images to self-train on")
     return images, unreadable
 
 
@@ -82,13 +89,15 @@ def self_train(
     data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     log: Callable[[str], None] = print, show_progress: bool = True,
     split: tuple[list[Sample], list[Sample]] | None = None,
+    unlabelled: Sequence[Path] | None = None,
 ) -> SelfTrainingResult:
     """Round 0 trains on the labelled folder; each further round retrains (same recipe,
     same seed) on it plus the previous round's confident readings of ``config.unlabelled``
     (at most ``config.self_training_rounds`` rounds, readings with P >=
     ``config.pseudo_threshold``). Writes ``OUT/round-N/`` per round, the best round's model
     into ``OUT`` and ``self_training.json``. ``split`` fixes the labelled training and
-    validation samples instead of ``config.val_split``. Each image is decoded once."""
+    validation samples instead of ``config.val_split``; ``unlabelled`` gives the unlabelled
+    image files instead of ``config.unlabelled``'s folder. Each image is decoded once."""
     refuse_under_torchrun("self-training (`unlabelled`)")
     config.validate(has_data=True)
     out = Path(out_dir)
@@ -100,7 +109,10 @@ def self_train(
     if not val:
         raise ValueError(f"{data_dir}: too few images to hold out validation images")
     train = balanced_folders(train, data_dir, config, log)  # the labelled folders, as train's
-    images, unreadable = unlabelled_images(config.unlabelled)
+    if unlabelled is None and not config.unlabelled:
+        raise ValueError("self-training needs unlabelled images (`unlabelled`)")
+    images, unreadable = unlabelled_images(unlabelled if unlabelled is not None
+                                           else config.unlabelled)
     log(f"{len(images)} unlabelled images" + (f" ({unreadable} unreadable, skipped)"
                                               if unreadable else ""))
     threshold, cache = config.pseudo_threshold, PixelCache()
