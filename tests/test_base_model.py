@@ -170,6 +170,16 @@ def test_predict_and_serve_read_with_base(with_base, classic, capsys):
     assert [m["name"] for m in models["models"]] == ["base"]
 
 
+@pytest.mark.slow
+def test_export_base_writes_an_onnx_file_that_reads_like_it(with_base, classic, tmp_path,
+                                                            monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "base", "--check", str(classic), "--quiet"]) == 0
+    assert "same reading 100.00%" in capsys.readouterr().out
+    exported = Recognizer.load(tmp_path / "base.onnx")
+    assert exported.card.constraints.case == "lower"  # read case-folded, as `predict base`
+
+
 def test_few_labels_from_the_base_model_train_at_a_lower_rate():
     assert from_base_rate(25) == FROM_BASE_RATE
     assert FROM_BASE_RATE < from_base_rate(200) < from_base_rate(400) < 1.0

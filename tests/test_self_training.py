@@ -99,3 +99,25 @@ def test_self_training_weighs_the_labelled_folders_like_train(tmp_path, capsys):
                             shown).group(1))
     steps = int(re.search(r"round 0: .* 1 epochs \((\d+) steps\)", shown).group(1))
     assert repeats > 1 and steps > 45 // 8 + 1  # the new folder's images repeated in round 0
+
+
+def test_a_model_of_few_labels_is_told_about_unlabelled_images(trained_model, tmp_path):
+    from dataclasses import replace
+
+    from captchalab.runtime.model_file import load_model_file, save_model_file
+    from captchalab.training.recipes import FEW_LABELS, with_few_labels_tip
+    from captchalab.training.trainer import TrainResult
+
+    model = load_model_file(trained_model)
+    few = save_model_file(tmp_path / "few.safetensors", model.tensors, replace(
+        model.card, data=replace(model.card.data, train_count=50)))
+    reading = Recognizer.load(trained_model).reading
+
+    def notes(path, accuracy):
+        result = TrainResult(path, {"sequence_accuracy": accuracy}, 1, 0.1, 0,
+                             reading=reading)
+        return with_few_labels_tip(result).notes
+
+    assert any("--unlabelled DIR" in note for note in notes(few, 0.8))
+    assert notes(few, 0.995) == []  # it reads nearly everything already
+    assert model.card.data.train_count >= FEW_LABELS and notes(trained_model, 0.8) == []

@@ -24,7 +24,12 @@ from pathlib import Path
 from captchalab.data.preprocess import Preprocessing
 from captchalab.fileio import atomic_write_bytes
 from captchalab.runtime.constraints import Constraints, symbol_groups
-from captchalab.runtime.model_file import METADATA_KEY, ExportFacts, load_model_file
+from captchalab.runtime.model_file import (
+    METADATA_KEY,
+    ExportFacts,
+    load_model_file,
+    resolve_model,
+)
 
 ONNX_OPSET = 17
 INPUT_NAME = "images"
@@ -67,7 +72,7 @@ def export_onnx(model_path: str | Path, out: str | Path, int8: bool = False,
 
     from captchalab.runtime.torch_backend import build_model
 
-    model_path = Path(model_path)
+    model_path = resolve_model(model_path)  # a file, or `base`
     model_file = load_model_file(model_path)
     card = model_file.card
     if constraints is not None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from captchalab.data import Sample, split_samples
-from captchalab.runtime.model_file import ModelFileError, load_model_file
+from captchalab.runtime.model_file import ModelFileError, load_model_file, read_card
 from captchalab.training.config import TrainConfig
 from captchalab.training.distillation import check_teacher
 from captchalab.training.pretrain import pretrain
@@ -39,7 +39,27 @@ def train(data_dir: str | Path | None, out_dir: str | Path, config: TrainConfig 
         return self_train(data_dir, out_dir, config, log, show_progress, split).result
     if config.restarts:
         return train_with_restarts(data_dir, out_dir, config, log, show_progress).result
-    return Trainer(data_dir, out_dir, config, log, show_progress, split).run()
+    result = Trainer(data_dir, out_dir, config, log, show_progress, split).run()
+    return with_few_labels_tip(result) if data_dir is not None else result
+
+
+FEW_LABELS = 300  # a string reader trained on fewer images is told about self-training
+TIP_BELOW = 0.99  # ... unless it already reads this share of its validation images
+
+
+def with_few_labels_tip(result: TrainResult) -> TrainResult:
+    """A model that reads strings, trained on few labelled images and not yet reading nearly
+    every validation image, gets a note: unlabelled captchas of the same scheme are free,
+    and self-training on them is the cheapest way up from there."""
+    if result.reading is None or not result.reading.ordered or not result.metrics:
+        return result
+    count = read_card(result.model_path).data.train_count
+    if count >= FEW_LABELS or result.reading.headline(result.metrics) >= TIP_BELOW:
+        return result
+    tip = (f"tip: {count} labelled training images are few; unlabelled captchas of the same "
+           "site help most here: add `--unlabelled DIR` (a folder of them) to self-train on "
+           "its confident readings")
+    return replace(result, notes=[*result.notes, tip])
 
 
 def distill(teacher: str | Path, data: DataSource, out_dir: str | Path,
