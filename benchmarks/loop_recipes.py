@@ -66,6 +66,10 @@ def main() -> None:
         "base_default_A+L_bal": [str(out / "a_train"), str(lab), "--balance-folders"],
         "live_finetune_A+L_selftrain": [str(out / "a_train"), str(lab), "--init", str(live),
                                         "--fine-tune", "--unlabelled", str(unl)],
+        # validated on new labels only, so that the rounds are chosen on the changed scheme
+        "live_finetune_L_selftrain": [str(lab), "--init", str(live), "--fine-tune",
+                                      "--unlabelled", str(unl)],
+        "base_default_L_selftrain": [str(lab), "--unlabelled", str(unl)],
     }
     only = args.recipes.split(",") if args.recipes else list(variants)
     for name in only:
