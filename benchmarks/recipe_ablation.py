@@ -8,7 +8,8 @@ to ``OUT/runs.jsonl`` as they finish, so an interrupted ablation continues where
 A dataset is a shared set (``../shared/datasets/NAME``) or a scheme of ``benchmarks/schemes``
 (``hard62``): 2000 generated training images (seed 0) and 1000 fresh test images (seed 1),
 generated once into ``OUT/NAME``; its accuracy is the test images', the validation split's
-is kept beside it.
+is kept beside it. ``hard62:20000`` draws 20000 training images instead (the same first
+2000, the same test images), to see what more data of the scheme is worth.
 
     python benchmarks/recipe_ablation.py --out benchmarks/runs/ablation \\
         --datasets sysu,swust_2019b --seeds 0,1 --variants baseline,ema,captcha_aug
@@ -55,6 +56,8 @@ VARIANTS: dict[str, dict] = {
     "height48": {"height": 48, "cycles": 1},
     "height42": {"height": 42, "cycles": 1},
     "height56": {"height": 56, "cycles": 1},
+    "height56_chained": {"height": 56},  # the default (chained cycles) at the images' height
+    "height44_chained": {"height": 44},  # hard62's height before case-sensitive labels got 32 px
     "lstm": {"model_options": {"sequence": "lstm"}},
     "no_lstm": {"model_options": {"sequence": "none"}},
     "no_lstm+captcha_aug": {"model_options": {"sequence": "none"}, "augment_captcha": True},
@@ -75,14 +78,17 @@ def settings(variant: str, seed: int, val_split: float, train_count: int) -> Tra
 
 def dataset_folders(dataset: str, out: Path) -> tuple[Path, Path | None]:
     """(labelled training folder, fresh test folder or None) of a shared set or a scheme."""
-    scheme = SCHEMES / f"{dataset}.toml"
+    name, _, drawn = dataset.partition(":")
+    scheme = SCHEMES / f"{name}.toml"
     if not scheme.is_file():
         return SHARED / dataset / "images", None
     from captchalab.generators import generate
 
     folders = []
-    for part, count, seed in (("train", SCHEME_TRAIN, 0), ("test", SCHEME_TEST, 1)):
-        folder = out / dataset / part
+    for part, count, seed in (("train", int(drawn or SCHEME_TRAIN), 0),
+                              ("test", SCHEME_TEST, 1)):
+        folder = out / name / (f"{part}-{count}" if part == "train" and count != SCHEME_TRAIN
+                               else part)
         if not (folder / "annotations.jsonl").is_file():  # written last: a finished folder
             generate(scheme, count, folder, seed=seed, workers=os.cpu_count() or 1)
         folders.append(folder)
@@ -104,7 +110,7 @@ def run_one(variant: str, dataset: str, seed: int, val_split: float, out: Path) 
         result = distill(teacher, data, out / variant / f"{dataset}-seed{seed}", config,
                          log=lambda _: None, show_progress=False)
     else:
-        result = train(data, out / variant / f"{dataset}-seed{seed}", config,
+        result = train(data, out / variant / f"{dataset.replace(':', '-')}-seed{seed}", config,
                        log=lambda _: None, show_progress=False)
     minutes = round((time.perf_counter() - started) / 60, 2)
     tested = {}

@@ -17,6 +17,8 @@ from captchalab.data.preprocess import (
     DEFAULT_HEIGHT,
     MAX_FITTED_HEIGHT,
     MIN_GLYPH_WIDTH,
+    MIN_GLYPH_WIDTH_BOTH_CASES,
+    both_cases,
     fitted_height,
     to_grey,
 )
@@ -180,6 +182,19 @@ def test_the_fitted_height_keeps_narrow_glyphs_wide_enough_and_never_upscales():
     assert Preprocessing.fit([(160, 56)], 32, [4, 5, 6]).height == 32  # a given height wins
 
 
+def test_case_sensitive_labels_keep_more_width_per_character():
+    assert both_cases("aB0O") is False and both_cases("a0oO") is True
+    assert both_cases("0123456789+-×÷=?") is False and both_cases("中文") is False
+    # hard62's canvas (160x56, 4 to 6 characters): 44 without case, its own 56 with it
+    assert fitted_height([(160, 56)], [4, 5, 6], case_sensitive=True) == 56
+    assert 160 * 52 / 56 / 5 < MIN_GLYPH_WIDTH_BOTH_CASES <= 160 * 56 / 56 / 5
+    # sysu's 90x32 stays at its own height: never upscaled for case either
+    assert fitted_height([(90, 32)], [4], case_sensitive=True) == DEFAULT_HEIGHT
+    # captcha_v2's canvas without case keeps the default height and its reading speed
+    assert fitted_height([(200, 50)], [5], case_sensitive=False) == DEFAULT_HEIGHT
+    assert Preprocessing.fit([(160, 56)], None, [5], case_sensitive=True).height == 56
+
+
 def _labelled(tmp_path, names):
     for name in names:
         Image.new("L", (60, 20), 255).save(tmp_path / name)
@@ -204,3 +219,13 @@ def test_conflicting_or_undecodable_label_files_are_named(tmp_path):
     (tmp_path / "labels.csv").write_bytes("a.png,\xe9t\xe9\n".encode("latin-1"))
     with pytest.raises(DatasetError, match=r"labels\.csv: not UTF-8 text"):
         read_labelled_folder(tmp_path)
+
+
+def test_training_fits_the_height_to_the_case_of_the_labels():
+    from captchalab.training import TrainConfig
+    from captchalab.training.data import fitted_preprocessing
+
+    sizes, lengths = [(160, 56)] * 2, [5, 5]
+    assert fitted_preprocessing(sizes, lengths, "abc0", TrainConfig()).height == 44
+    assert fitted_preprocessing(sizes, lengths, "abcA0a", TrainConfig()).height == 56
+    assert fitted_preprocessing(sizes, lengths, "aA", TrainConfig(height=32)).height == 32

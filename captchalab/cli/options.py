@@ -136,6 +136,7 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
         GREY_MODES,
         MAX_FITTED_HEIGHT,
         MIN_GLYPH_WIDTH,
+        MIN_GLYPH_WIDTH_BOTH_CASES,
     )
     from captchalab.training.config import (
         DEFAULT_BUDGET_MINUTES,
@@ -174,8 +175,9 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
     p.add_argument("--height", type=HEIGHT, default=defaults.height,
                    help="input height in pixels; the width keeps the images' aspect ratio "
                    f"(default: from the data: {DEFAULT_HEIGHT}, or taller where that leaves "
-                   f"less than {MIN_GLYPH_WIDTH} pixels of width per character, never taller "
-                   f"than the images nor {MAX_FITTED_HEIGHT})")
+                   f"less than {MIN_GLYPH_WIDTH} pixels of width per character, "
+                   f"{MIN_GLYPH_WIDTH_BOTH_CASES} where the labels hold a letter in both "
+                   f"cases; never taller than the images nor {MAX_FITTED_HEIGHT})")
     p.add_argument("--invert", action="store_true",
                    help="light text on a dark page: invert the images first (stored in the "
                    "model, so prediction does it too)")

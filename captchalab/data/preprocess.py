@@ -23,6 +23,8 @@ ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
 DEFAULT_HEIGHT = 32  # the least input height a fitted preprocessing picks
 MIN_GLYPH_WIDTH = 25  # input pixels of width per character that the fitted height keeps
+# ... where the labels hold both cases of a letter: o/O, s/S, x/X differ only in size there
+MIN_GLYPH_WIDTH_BOTH_CASES = 32
 MAX_FITTED_HEIGHT = 64  # the most it picks (the network's cost grows with the input's area)
 _WIDTH_MULTIPLE = 4
 
@@ -120,15 +122,25 @@ def to_grey(image: Image.Image, background: int = 255, mode: str = "luma") -> Im
     return image.convert("L")
 
 
-def fitted_height(sizes: Sequence[tuple[int, int]], lengths: Sequence[int] = ()) -> int:
-    """The input height that keeps MIN_GLYPH_WIDTH pixels of width per character (labels of
-    ``lengths``, on images of the median aspect ratio): DEFAULT_HEIGHT at least, raised
-    where narrow glyphs need it, but never above the images' own median height (no
-    upscaling beyond the default) nor MAX_FITTED_HEIGHT; a multiple of 4."""
+def both_cases(symbols: Iterable[str]) -> bool:
+    """Whether ``symbols`` hold a letter in both cases (``o`` and ``O``): a case-sensitive
+    reading, where some pairs differ only in size."""
+    present = set(symbols)
+    return any(s.lower() != s.upper() and {s.lower(), s.upper()} <= present for s in present)
+
+
+def fitted_height(sizes: Sequence[tuple[int, int]], lengths: Sequence[int] = (),
+                  case_sensitive: bool = False) -> int:
+    """The input height that keeps MIN_GLYPH_WIDTH pixels of width per character
+    (MIN_GLYPH_WIDTH_BOTH_CASES when ``case_sensitive``; labels of ``lengths``, on images of
+    the median aspect ratio): DEFAULT_HEIGHT at least, raised where narrow glyphs need it,
+    but never above the images' own median height (no upscaling beyond the default) nor
+    MAX_FITTED_HEIGHT; a multiple of 4."""
     aspect = float(np.median([w / h for w, h in sizes]))
     native = float(np.median([h for _, h in sizes]))
     characters = float(np.mean(lengths)) if len(lengths) else 0.0
-    needed = math.ceil(MIN_GLYPH_WIDTH * characters / aspect / 4) * 4
+    glyph_width = MIN_GLYPH_WIDTH_BOTH_CASES if case_sensitive else MIN_GLYPH_WIDTH
+    needed = math.ceil(glyph_width * characters / aspect / 4) * 4
     return int(max(DEFAULT_HEIGHT, min(needed, native - native % 4, MAX_FITTED_HEIGHT)))
 
 
@@ -157,14 +169,15 @@ class Preprocessing:
     @classmethod
     def fit(
         cls, sizes: Sequence[tuple[int, int]], height: int | None = DEFAULT_HEIGHT,
-        lengths: Sequence[int] = (),
+        lengths: Sequence[int] = (), case_sensitive: bool = False,
     ) -> Preprocessing:
         """Pick the width that keeps the median aspect ratio of ``(width, height)`` sizes;
-        ``height`` None picks it too (:func:`fitted_height`, from ``lengths`` of labels)."""
+        ``height`` None picks it too (:func:`fitted_height`, from ``lengths`` of labels and
+        whether they are ``case_sensitive``)."""
         if not sizes:
             raise ValueError("no image sizes to fit the preprocessing to")
         if height is None:
-            height = fitted_height(sizes, lengths)
+            height = fitted_height(sizes, lengths, case_sensitive)
         aspect = float(np.median([w / h for w, h in sizes]))
         width = int(round(aspect * height / _WIDTH_MULTIPLE)) * _WIDTH_MULTIPLE
         return cls(height=height, width=max(_WIDTH_MULTIPLE * 4, width))

@@ -8,6 +8,7 @@ preprocessing and the facts the model card records. A folder's images are decode
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from captchalab.data import Alphabet, LabelledFolder, Preprocessing, Sample
 from captchalab.data.annotations import ANNOTATIONS_FILE, centres_for, read_centres
 from captchalab.data.dataset import DatasetError
+from captchalab.data.preprocess import both_cases
 from captchalab.generators import Scheme
 from captchalab.models import DataShape, Targets
 from captchalab.reporting.progress import ProgressReporter
@@ -75,12 +77,12 @@ def padded_centres(centres: list[list[tuple[float, float]]], width: int) -> torc
     return table
 
 
-def fitted_preprocessing(sizes: list[tuple[int, int]], lengths: list[int],
+def fitted_preprocessing(sizes: list[tuple[int, int]], lengths: list[int], symbols: Iterable[str],
                          config: TrainConfig) -> Preprocessing:
-    """The input size for these image sizes and label lengths (the height from the data
-    unless the run sets it), with the run's grey, invert and deskew options."""
-    return replace(Preprocessing.fit(sizes, config.height, lengths), invert=config.invert,
-                   deskew=config.deskew, grey=config.grey)
+    """The input size for these image sizes, label lengths and symbols (the height from the
+    data unless the run sets it), with the run's grey, invert and deskew options."""
+    fitted = Preprocessing.fit(sizes, config.height, lengths, both_cases(symbols))
+    return replace(fitted, invert=config.invert, deskew=config.deskew, grey=config.grey)
 
 
 class PixelCache:
@@ -166,8 +168,9 @@ class FolderData(TrainingData):
         fitted to the training images."""
         fitted = preprocessing is None
         if preprocessing is None:
-            preprocessing = fitted_preprocessing([s.size for s in train],
-                                                 [len(s.label) for s in train], config)
+            preprocessing = fitted_preprocessing(
+                [s.size for s in train], [len(s.label) for s in train],
+                {symbol for s in train for symbol in s.label}, config)
         cache = cache or PixelCache()
         with reporter.task("loading images", len(train) + len(val)) as advance:
             def load(samples: list[Sample]) -> np.ndarray:
@@ -244,7 +247,8 @@ class StreamData(TrainingData):
         self.alphabet = Alphabet(scheme.alphabet)
         fitted = preprocessing is None
         self.preprocessing = preprocessing or fitted_preprocessing(
-            [scheme.size], list(range(scheme.length[0], scheme.length[1] + 1)), config)
+            [scheme.size], list(range(scheme.length[0], scheme.length[1] + 1)), scheme.alphabet,
+            config)
         with reporter.task(f"drawing {config.stream_val} {scheme.name} validation captchas", 1):
             drawn = draw(scheme, self.preprocessing, config.seed + VALIDATION_SEED_OFFSET, 0,
                          config.stream_val)
