@@ -62,6 +62,9 @@ def main() -> None:
     variants = {
         "live_finetune_A+L": [str(out / "a_train"), str(lab), "--init", str(live), "--fine-tune"],
         "live_finetune_L": [str(lab), "--init", str(live), "--fine-tune"],
+        # the loop's recipe with a schedule about four times as long
+        "live_finetune_A+L_20epochs": [str(out / "a_train"), str(lab), "--init", str(live),
+                                       "--fine-tune", "--epochs", "20"],
         "base_default_L": [str(lab)],
         "base_default_A+L_bal": [str(out / "a_train"), str(lab), "--balance-folders"],
         "live_finetune_A+L_selftrain": [str(out / "a_train"), str(lab), "--init", str(live),
