@@ -23,8 +23,7 @@ ImageInput = str | Path | bytes | bytearray | Image.Image | np.ndarray
 
 DEFAULT_HEIGHT = 32  # the least input height a fitted preprocessing picks
 MIN_GLYPH_WIDTH = 25  # input pixels of width per character that the fitted height keeps
-# ... where the labels hold both cases of a letter: o/O, s/S, x/X differ only in size there
-MIN_GLYPH_WIDTH_BOTH_CASES = 32
+MIN_GLYPH_WIDTH_BOTH_CASES = 32  # ... where labels hold a letter in both cases (o/O: by size)
 MAX_FITTED_HEIGHT = 64  # the most it picks (the network's cost grows with the input's area)
 _WIDTH_MULTIPLE = 4
 
