@@ -77,6 +77,9 @@ def main() -> None:
         # and the unlabelled rest could at best come to with the loop's short fine-tune)
         "live_finetune_A+all1500": [str(out / "a_train"), str(out / "b_pool"), "--init",
                                     str(live), "--fine-tune"],
+        # the same with the whole default recipe from the base model (15-minute budget)
+        "base_default_A+all1500_bal": [str(out / "a_train"), str(out / "b_pool"),
+                                       "--balance-folders"],
     }
     only = args.recipes.split(",") if args.recipes else list(variants)
     for name in only:
