@@ -125,7 +125,7 @@ def both_cases(symbols: Iterable[str]) -> bool:
     """Whether ``symbols`` hold a letter in both cases (``o`` and ``O``): a case-sensitive
     reading, where some pairs differ only in size."""
     present = set(symbols)
-    return any(s.lower() != s.upper() and {s.lower(), s.upper()} <= present for s in present)
+    return any(s.swapcase() != s and s.swapcase() in present for s in present)
 
 
 def fitted_height(sizes: Sequence[tuple[int, int]], lengths: Sequence[int] = (),
