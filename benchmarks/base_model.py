@@ -9,10 +9,10 @@ set's symbols (``--allowed``), beside ddddocr's when a Python with ddddocr is gi
 The start ``base+unlabelled`` is the base start with self-training (``--unlabelled``) on
 the rest of the small subsets' pool, its labels hidden (the images linked into a folder
 under neutral names): what a user with a few labels and a folder of unlabelled captchas of
-the same site gets. The training run selects its epoch on those validation images, as the
-audit does, so that figure is a little optimistic; every run below ``all`` labels is also
-read on ``TEST_IMAGES`` further labelled images that no run trains or selects on
-(``test_accuracy``), the figure the targets are judged on. Runs append to
+the same site gets (``--rounds``: its most rounds). The training run selects its epoch on
+those validation images, as the audit does, so that figure is a little optimistic; every
+run below ``all`` labels is also read on ``TEST_IMAGES`` further labelled images that no
+run trains or selects on (``test_accuracy``), the figure the targets are judged on. Runs append to
 ``OUT/runs.jsonl`` as they finish; an interrupted benchmark continues.
 
     python benchmarks/base_model.py --out benchmarks/runs/base_model \\
@@ -42,6 +42,7 @@ from captchalab.data import Sample, read_labelled_folder, split_samples  # noqa:
 from captchalab.runtime.metrics import text_metrics  # noqa: E402
 from captchalab.runtime.model_file import read_card  # noqa: E402
 from captchalab.training import TrainConfig, train  # noqa: E402
+from captchalab.training.config import DEFAULT_SELF_TRAINING_ROUNDS  # noqa: E402
 
 TEST_IMAGES = 300  # held out of the small subsets' pool, read by every run below `all`
 
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--starts", default="base,scratch")
     parser.add_argument("--val-split", type=float, default=0.2)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_SELF_TRAINING_ROUNDS,
+                        help="self-training rounds at most (start base+unlabelled)")
     parser.add_argument("--no-curves", action="store_true", help="zero-shot only")
     parser.add_argument("--ddddocr-python")
     args = parser.parse_args()
@@ -113,15 +116,18 @@ def main() -> None:
                 subset = pool if size_text == "all" else random.Random(
                     f"base-bench:{name}:{size}:{seed}").sample(small_pool, size)
                 for start in args.starts.split(","):
-                    key = [name, size_text, seed, start]
+                    key = [name, size_text, seed, start] + (
+                        [f"rounds{args.rounds}"] if args.rounds != DEFAULT_SELF_TRAINING_ROUNDS
+                        else [])
                     if json.dumps(key) in done:
                         continue
-                    run_dir = args.out / "runs" / f"{name}-{size_text}-{seed}-{start}"
+                    run_dir = args.out / "runs" / "-".join(map(str, key))
                     unlabelled = (unlabelled_folder(run_dir / "unlabelled", small_pool, subset)
                                   if start == "base+unlabelled" else None)
                     config = TrainConfig(seed=seed, overwrite=True,
                                          from_scratch=start == "scratch",
-                                         unlabelled=unlabelled and str(unlabelled))
+                                         unlabelled=unlabelled and str(unlabelled),
+                                         self_training_rounds=args.rounds)
                     started = time.perf_counter()
                     result = train(data, run_dir, config, log=lambda _: None,
                                    show_progress=False, split=(subset, val))
@@ -178,7 +184,8 @@ def summarise(log: Path) -> None:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row["kind"] == "curve":
-            groups.setdefault((row["dataset"], row["labels"], row["start"]), []).append(row)
+            start = row["start"] + "".join(f", {k}" for k in row["key"][4:])  # e.g. rounds5
+            groups.setdefault((row["dataset"], row["labels"], start), []).append(row)
     for (name, labels, start), runs in sorted(groups.items()):
         values = [r["accuracy"] for r in runs]
         tests = [r["test_accuracy"] for r in runs if r.get("test_accuracy") is not None]
