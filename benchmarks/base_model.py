@@ -12,8 +12,8 @@ under neutral names): what a user with a few labels and a folder of unlabelled c
 the same site gets (``--rounds``: its most rounds). The training run selects its epoch on
 those validation images, as the audit does, so that figure is a little optimistic; every
 run below ``all`` labels is also read on ``TEST_IMAGES`` further labelled images that no
-run trains or selects on (``test_accuracy``), the figure the targets are judged on. Runs append to
-``OUT/runs.jsonl`` as they finish; an interrupted benchmark continues.
+run trains or selects on (``test_accuracy``), the figure the targets are judged on. Runs
+append to ``OUT/runs.jsonl`` as they finish; an interrupted benchmark continues.
 
     python benchmarks/base_model.py --out benchmarks/runs/base_model \\
         --datasets captcha_v2,sysu --sizes 25,50,100 --seeds 0 --starts base,scratch \\
