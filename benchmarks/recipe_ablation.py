@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict] = {
     "until_converged+ema+captcha_aug": {"schedule": "until-converged", "ema": 0.999,
                                         "augment_captcha": True},
     "one_cycle": {"cycles": 1},  # the default, without chained cycles
+    "patience2": {"cycle_patience": 2},  # chaining stops after two cycles that did not improve
+    "scratch_patience2": {"from_scratch": True, "cycle_patience": 2},
     "height48": {"height": 48, "cycles": 1},
     "height42": {"height": 42, "cycles": 1},
     "height56": {"height": 56, "cycles": 1},

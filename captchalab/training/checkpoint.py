@@ -53,6 +53,7 @@ class LoopState:
     cycle_start_epoch: int = 0
     cycle_start_elapsed: float = 0.0
     cycle_best_before: float = -1.0  # the best validation accuracy before this cycle
+    stale_cycles: int = 0  # cycles in a row, up to the last, that did not improve on it
     why: str = ""  # how the run ended, in words
 
 

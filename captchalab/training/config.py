@@ -74,6 +74,7 @@ class TrainConfig:
     # one-cycles run back to back (warm restarts) while each improves validation; None:
     # up to MAX_CYCLES when `epochs` is not given, else 1
     cycles: int | None = None
+    cycle_patience: int = 1  # chaining stops after this many cycles in a row that did not improve
     stretch: float = 3.0  # until-converged: at most this many times the planned steps
     decoding: str = "beam"
     beam_width: int = 8
@@ -193,6 +194,8 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"`schedule` is one of {', '.join(SCHEDULES)}, not "
                               f"{self.schedule!r}")
+        if self.cycle_patience < 1:
+            raise ConfigError(f"`cycle_patience` is 1 or more, not {self.cycle_patience}")
         if self.cycles is not None and self.cycles < 1:
             raise ConfigError(f"`cycles` is 1 or more, not {self.cycles}")
         if self.cycle_limit > 1 and self.schedule != "one-cycle":

@@ -515,9 +515,14 @@ class Trainer:
             ended, why = "schedule", "no validation images to tell whether another cycle helps"
         elif accuracy >= 1.0:
             ended, why = "converged", "validation reads every image"
-        elif accuracy <= state.cycle_best_before:
-            ended, why = "converged", (f"cycle {state.cycle} did not improve validation "
-                                       f"accuracy beyond {accuracy:.1%}")
+        elif (accuracy <= state.cycle_best_before
+              and state.stale_cycles + 1 >= self.config.cycle_patience):
+            stale = state.stale_cycles + 1
+            ended, why = "converged", (
+                f"cycle {state.cycle} did not improve validation accuracy beyond "
+                f"{accuracy:.1%}" if stale == 1 else
+                f"cycles {state.cycle - stale + 1} to {state.cycle} did not improve validation "
+                f"accuracy beyond {accuracy:.1%}")
         elif budget is not None and (budget - elapsed) < NEXT_CYCLE_SHARE * (
                 elapsed - state.cycle_start_elapsed):
             ended, why = "budget", (f"the {budget / 60:g}-minute budget leaves no room for "
@@ -529,6 +534,7 @@ class Trainer:
         self.log(f"cycle {state.cycle} ended at epoch {state.epoch}, best validation "
                  f"{accuracy:.1%}: cycle {state.cycle + 1} (of at most {limit}) restarts the "
                  "schedule from the last weights")
+        state.stale_cycles = state.stale_cycles + 1 if accuracy <= state.cycle_best_before else 0
         state.cycle += 1
         state.cycle_start_step, state.cycle_start_epoch = state.step, state.epoch
         state.cycle_start_elapsed, state.cycle_best_before = elapsed, accuracy
