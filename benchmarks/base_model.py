@@ -6,14 +6,16 @@ every run, so both starts are judged on the same images. Each run trains the def
 start) on a subset of the rest: ``--sizes`` labels, ``--seeds`` subsets each. Zero-shot is
 ``predict base`` on the same validation images, case-folded, plain and restricted to the
 set's symbols (``--allowed``), beside ddddocr's when a Python with ddddocr is given.
-The start ``base+unlabelled`` is the base start with self-training (``--unlabelled``) on
-the rest of the small subsets' pool, its labels hidden (the images linked into a folder
-under neutral names): what a user with a few labels and a folder of unlabelled captchas of
-the same site gets (``--rounds``: its most rounds). The training run selects its epoch on
-those validation images, as the audit does, so that figure is a little optimistic; every
-run below ``all`` labels is also read on ``TEST_IMAGES`` further labelled images that no
-run trains or selects on (``test_accuracy``), the figure the targets are judged on. Runs
-append to ``OUT/runs.jsonl`` as they finish; an interrupted benchmark continues.
+The start ``base+unlabelled`` is the base start with self-training (``--unlabelled``) on the
+rest of the small subsets' pool, its labels hidden (the images linked into a folder under
+neutral names): what a user with a few labels and a folder of unlabelled captchas of the
+same site gets (``--rounds``: its most rounds). ``--cycle-patience`` sets how many chained
+cycles in a row may fail to improve validation before a run stops. The training run selects
+its epoch on those validation images, as the audit does, so that figure is a little
+optimistic; every run below ``all`` labels is also read on ``TEST_IMAGES`` further labelled
+images that no run trains or selects on (``test_accuracy``), the figure the targets are
+judged on. Runs append to ``OUT/runs.jsonl`` as they finish; an interrupted benchmark
+continues.
 
     python benchmarks/base_model.py --out benchmarks/runs/base_model \\
         --datasets captcha_v2,sysu --sizes 25,50,100 --seeds 0 --starts base,scratch \\
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--val-split", type=float, default=0.2)
     parser.add_argument("--rounds", type=int, default=DEFAULT_SELF_TRAINING_ROUNDS,
                         help="self-training rounds at most (start base+unlabelled)")
+    parser.add_argument("--cycle-patience", type=int, default=TrainConfig.cycle_patience,
+                        help="cycles in a row without a gain that end a chain")
     parser.add_argument("--no-curves", action="store_true", help="zero-shot only")
     parser.add_argument("--ddddocr-python")
     args = parser.parse_args()
@@ -118,7 +122,8 @@ def main() -> None:
                 for start in args.starts.split(","):
                     key = [name, size_text, seed, start] + (
                         [f"rounds{args.rounds}"] if args.rounds != DEFAULT_SELF_TRAINING_ROUNDS
-                        else [])
+                        else []) + ([f"patience{args.cycle_patience}"]
+                                    if args.cycle_patience != TrainConfig.cycle_patience else [])
                     if json.dumps(key) in done:
                         continue
                     run_dir = args.out / "runs" / "-".join(map(str, key))
@@ -127,7 +132,8 @@ def main() -> None:
                     config = TrainConfig(seed=seed, overwrite=True,
                                          from_scratch=start == "scratch",
                                          unlabelled=unlabelled and str(unlabelled),
-                                         self_training_rounds=args.rounds)
+                                         self_training_rounds=args.rounds,
+                                         cycle_patience=args.cycle_patience)
                     started = time.perf_counter()
                     result = train(data, run_dir, config, log=lambda _: None,
                                    show_progress=False, split=(subset, val))

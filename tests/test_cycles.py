@@ -10,7 +10,9 @@ import pytest
 from captchalab import Recognizer
 from captchalab.generators import generate
 from captchalab.training import TrainConfig, train
+from captchalab.training.checkpoint import LoopState
 from captchalab.training.config import DEFAULT_BUDGET_MINUTES, MAX_CYCLES, ConfigError
+from captchalab.training.trainer import chain_verdict
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +86,26 @@ def test_a_run_paused_in_its_second_cycle_resumes_as_if_never_paused(rings, tmp_
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert without_time(records(paused)) == without_time(records(whole))
+
+
+def test_chaining_stops_after_patience_cycles_in_a_row_without_a_gain():
+    go_on = {"limit": 4, "budget": 900.0, "validating": True, "planned_steps": 3000}
+    # cycle 2 left the best at 95%: the default patience of 1 stops, a patience of 2 goes on
+    second = LoopState(cycle=2, cycle_best_before=0.95, cycle_start_elapsed=100.0)
+    assert chain_verdict(second, 0.95, 200.0, patience=1, **go_on) == (
+        "converged", "cycle 2 did not improve validation accuracy beyond 95.0%")
+    assert chain_verdict(second, 0.95, 200.0, patience=2, **go_on) == ("", "")
+    assert chain_verdict(second, 0.96, 200.0, patience=1, **go_on) == ("", "")  # a gain
+    # cycle 3 after a stale cycle 2: a second stale cycle stops; a gain resets the count
+    third = LoopState(cycle=3, cycle_best_before=0.95, stale_cycles=1, cycle_start_elapsed=200.0)
+    assert chain_verdict(third, 0.95, 300.0, patience=2, **go_on) == (
+        "converged", "cycles 2 to 3 did not improve validation accuracy beyond 95.0%")
+    assert chain_verdict(third, 0.97, 300.0, patience=2, **go_on) == ("", "")
+    # the most cycles, a full validation and the budget still end the chain first
+    assert chain_verdict(LoopState(cycle=4), 0.9, 300.0, patience=2, **go_on)[0] == "schedule"
+    assert chain_verdict(second, 1.0, 200.0, patience=2, **go_on) == (
+        "converged", "validation reads every image")
+    assert chain_verdict(third, 0.97, 860.0, patience=2, **go_on) == (
+        "budget", "the 15-minute budget leaves no room for cycle 4")
+    with pytest.raises(ConfigError, match="`cycle_patience` is 1 or more"):
+        TrainConfig(cycle_patience=0).validate()

@@ -204,6 +204,35 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
+
+def chain_verdict(state: LoopState, accuracy: float, elapsed: float, *, limit: int,
+                  patience: int, budget: float | None, validating: bool,
+                  planned_steps: int) -> tuple[str, str]:
+    """Whether a run chains another one-cycle after the cycle that just ran its schedule:
+    ``("", "")`` to go on, else how the run ended and why, in words. It goes on while the
+    most cycles allow, validation is below 100%, fewer than ``patience`` cycles in a row
+    left the best validation ``accuracy`` where it was, and at least half the last cycle's
+    time is left of the ``budget`` (seconds; ``elapsed`` is the run's time so far)."""
+    stale = state.stale_cycles + 1 if accuracy <= state.cycle_best_before else 0
+    if state.cycle >= limit:
+        return "schedule", (f"{planned_steps} planned steps" if limit == 1 else
+                            f"{limit} cycles, the most it chains")
+    if not validating:
+        return "schedule", "no validation images to tell whether another cycle helps"
+    if accuracy >= 1.0:
+        return "converged", "validation reads every image"
+    if stale >= patience:
+        cycles = (f"cycle {state.cycle}" if stale == 1 else
+                  f"cycles {state.cycle - stale + 1} to {state.cycle}")
+        return "converged", (f"{cycles} did not improve validation accuracy beyond "
+                             f"{accuracy:.1%}")
+    if budget is not None and budget - elapsed < NEXT_CYCLE_SHARE * (
+            elapsed - state.cycle_start_elapsed):
+        return "budget", (f"the {budget / 60:g}-minute budget leaves no room for cycle "
+                          f"{state.cycle + 1}")
+    return "", ""
+
+
 class Trainer:
     """One training run; ``run()`` returns the best model by validation accuracy.
 
@@ -501,39 +530,23 @@ class Trainer:
                     self._agree_on_schedule(run)
 
     def _next_cycle(self, run: Run) -> bool:
-        """After a cycle that ran its schedule: start another (True) while the last one
-        improved validation accuracy and the next fits in the budget; otherwise record why
-        the run ends (False). Another cycle restarts the one-cycle schedule from the last
-        weights (a warm restart); the kept model stays the best validated epoch of all."""
-        state, limit, budget = run.state, self.config.cycle_limit, self.config.cycle_budget
+        """After a cycle that ran its schedule: start another (True) as `chain_verdict`
+        allows; otherwise record why the run ends (False). Another cycle restarts the
+        one-cycle schedule from the last weights (a warm restart); the kept model stays the
+        best validated epoch of all."""
+        state, config = run.state, self.config
         accuracy, elapsed = state.best_score[0], run.progress.elapsed
-        ended, why = "", ""
-        if state.cycle >= limit:
-            ended, why = "schedule", (f"{run.planned_steps} planned steps" if limit == 1 else
-                                      f"{limit} cycles, the most it chains")
-        elif not run.validator.enabled:
-            ended, why = "schedule", "no validation images to tell whether another cycle helps"
-        elif accuracy >= 1.0:
-            ended, why = "converged", "validation reads every image"
-        elif (accuracy <= state.cycle_best_before
-              and state.stale_cycles + 1 >= self.config.cycle_patience):
-            stale = state.stale_cycles + 1
-            ended, why = "converged", (
-                f"cycle {state.cycle} did not improve validation accuracy beyond "
-                f"{accuracy:.1%}" if stale == 1 else
-                f"cycles {state.cycle - stale + 1} to {state.cycle} did not improve validation "
-                f"accuracy beyond {accuracy:.1%}")
-        elif budget is not None and (budget - elapsed) < NEXT_CYCLE_SHARE * (
-                elapsed - state.cycle_start_elapsed):
-            ended, why = "budget", (f"the {budget / 60:g}-minute budget leaves no room for "
-                                    f"cycle {state.cycle + 1}")
+        ended, why = chain_verdict(state, accuracy, elapsed, limit=config.cycle_limit,
+                                   patience=config.cycle_patience, budget=config.cycle_budget,
+                                   validating=run.validator.enabled,
+                                   planned_steps=run.planned_steps)
         go = self.distributed.from_main([int(not ended)])[0] == 1  # rank 0 validated
         if not go:
             state.ended, state.why = ended or "schedule", why
             return False
         self.log(f"cycle {state.cycle} ended at epoch {state.epoch}, best validation "
-                 f"{accuracy:.1%}: cycle {state.cycle + 1} (of at most {limit}) restarts the "
-                 "schedule from the last weights")
+                 f"{accuracy:.1%}: cycle {state.cycle + 1} (of at most {config.cycle_limit}) "
+                 "restarts the schedule from the last weights")
         state.stale_cycles = state.stale_cycles + 1 if accuracy <= state.cycle_best_before else 0
         state.cycle += 1
         state.cycle_start_step, state.cycle_start_epoch = state.step, state.epoch
