@@ -204,6 +204,11 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
+def stale_cycles(state: LoopState, accuracy: float) -> int:
+    """Cycles in a row, up to the one that just ended, that left the best validation
+    ``accuracy`` where it was before them."""
+    return state.stale_cycles + 1 if accuracy <= state.cycle_best_before else 0
+
 
 def chain_verdict(state: LoopState, accuracy: float, elapsed: float, *, limit: int,
                   patience: int, budget: float | None, validating: bool,
@@ -213,7 +218,7 @@ def chain_verdict(state: LoopState, accuracy: float, elapsed: float, *, limit: i
     most cycles allow, validation is below 100%, fewer than ``patience`` cycles in a row
     left the best validation ``accuracy`` where it was, and at least half the last cycle's
     time is left of the ``budget`` (seconds; ``elapsed`` is the run's time so far)."""
-    stale = state.stale_cycles + 1 if accuracy <= state.cycle_best_before else 0
+    stale = stale_cycles(state, accuracy)
     if state.cycle >= limit:
         return "schedule", (f"{planned_steps} planned steps" if limit == 1 else
                             f"{limit} cycles, the most it chains")
@@ -547,7 +552,7 @@ class Trainer:
         self.log(f"cycle {state.cycle} ended at epoch {state.epoch}, best validation "
                  f"{accuracy:.1%}: cycle {state.cycle + 1} (of at most {config.cycle_limit}) "
                  "restarts the schedule from the last weights")
-        state.stale_cycles = state.stale_cycles + 1 if accuracy <= state.cycle_best_before else 0
+        state.stale_cycles = stale_cycles(state, accuracy)
         state.cycle += 1
         state.cycle_start_step, state.cycle_start_epoch = state.step, state.epoch
         state.cycle_start_elapsed, state.cycle_best_before = elapsed, accuracy
