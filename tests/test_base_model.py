@@ -12,6 +12,7 @@ import pytest
 from captchalab.cli import main
 from captchalab.experiments.audit import attacker
 from captchalab.generators import generate
+from captchalab.generators.universe import UNIVERSE_VERSION
 from captchalab.runtime import Recognizer
 from captchalab.runtime.model_file import (
     PACKAGED_BASE_MODEL,
@@ -57,6 +58,7 @@ def test_the_base_model_card_says_what_it_was_trained_on(tiny_base):
     assert about["steps"] == card.training.steps_run == 4
     assert about["images_seen"] == 4 * 64
     assert about["hardware"].startswith(("CPU", "GPU")) and about["date"] and about["command"]
+    assert about["universe_version"] == UNIVERSE_VERSION
     assert card.constraints.case == "lower"  # zero-shot readings are case-folded
 
 
@@ -92,6 +94,7 @@ def test_a_base_model_continues_from_its_weights_and_counts_the_earlier_steps(ti
     assert card.about["steps"] == earlier["steps"] + card.training.steps_run == 8
     assert card.about["images_seen"] == 8 * 64
     assert card.about["continued_from"]["steps"] == 4
+    assert card.about["continued_from"]["universe_version"] == UNIVERSE_VERSION
     assert card.about["minutes"] >= earlier["minutes"]
 
 

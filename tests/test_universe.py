@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import colorsys
+import random
 import string
 from pathlib import Path
 
@@ -9,7 +11,13 @@ import numpy as np
 
 from captchalab.data import Preprocessing
 from captchalab.generators import generate, load_scheme, render, schemes
-from captchalab.generators.universe import SYMBOLS, UNIVERSE, Universe, universe_fonts
+from captchalab.generators.universe import (
+    SYMBOLS,
+    UNIVERSE,
+    Universe,
+    sample_scheme,
+    universe_fonts,
+)
 from captchalab.runtime.arithmetic import answer, is_expression
 from captchalab.training.synthetic import SyntheticStream
 
@@ -46,6 +54,23 @@ def test_the_universe_varies_size_colour_mode_length_and_text():
     # some pages are dark with light text
     means = [np.asarray(item.image.convert("L")).mean() for item in drawn]
     assert min(means) < 100 < max(means)
+
+
+def test_some_schemes_colour_each_character_vividly_and_some_rain_short_dashes():
+    rng = random.Random(0)
+    drawn = [sample_scheme(rng) for _ in range(300)]
+    vivid = [s for s in drawn if s.glyphs.colors.choices]
+    assert 40 < len(vivid) < 140  # about 3 in 10 of the dark-on-light schemes
+    for scheme in vivid:
+        assert scheme.glyphs.color_per == "character"
+        saturations = [colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[1]
+                       for rgb in scheme.glyphs.colors.choices]
+        assert len(saturations) >= 4 and max(saturations) > 0.3
+    assert sum(s.background.colors.low[0] >= 235 for s in vivid) > len(vivid) // 3  # white
+    # a rain: many lines, each short beside the canvas height
+    rain = [s for s in drawn if s.noise.lines.count[1] >= 20
+            and s.noise.lines.length[1] <= 0.4 * s.size[1]]
+    assert len(rain) > 15
 
 
 def test_a_narrowed_universe_draws_only_its_symbols():

@@ -3,8 +3,9 @@
 :func:`sample_scheme` draws a whole :class:`~captchalab.generators.scheme.Scheme` at random
 over the generator's parameter space: canvas size and aspect, every usable TrueType font on
 the machine, solid, gradient and textured pages in colour or grey (sometimes light text on
-dark), rotation, shear, overlap, sine and elastic warps, blur, every noise kind, 3 to 8
-symbols of digits and ASCII letters in both cases, or an arithmetic question. The
+dark, sometimes a vivid colour per character), rotation, shear, overlap, sine and elastic
+warps, blur, every noise kind (a rain of short dark dashes among them), 3 to 8 symbols of
+digits and ASCII letters in both cases, or an arithmetic question. The
 :data:`UNIVERSE` stands where a scheme does (``generate universe``, ``train --scheme
 universe``): each image it draws comes from its own scheme, so a model never sees one style
 for long.
@@ -12,6 +13,7 @@ for long.
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import json
 import random
@@ -40,7 +42,7 @@ from captchalab.generators.scheme import (
     Warp,
 )
 
-UNIVERSE_VERSION = 1  # bump when the same seed and index start to give different images
+UNIVERSE_VERSION = 2  # bump when the same seed and index start to give different images
 OPERATORS = "+-×÷"
 SYMBOLS = string.digits + string.ascii_lowercase + string.ascii_uppercase + OPERATORS + "=?"
 # fonts whose letters are not letters (symbols, maths, dingbats), or that show one glyph for
@@ -53,6 +55,7 @@ _SETS = ((string.digits, 3), (string.ascii_lowercase, 2), (string.ascii_uppercas
          (string.ascii_letters, 1), (string.digits + string.ascii_letters, 3))
 ARITHMETIC_SHARE = 0.1  # of images that are arithmetic questions (when the symbols allow)
 INVERTED_SHARE = 0.12  # of images with light text on a dark page
+VIVID_SHARE = 0.3  # of dark-on-light images whose characters each take a vivid colour
 
 
 @lru_cache(maxsize=1)
@@ -105,6 +108,18 @@ def _light(rng: random.Random) -> tuple[Palette, int]:
     return Palette(low=lo, high=hi), (sum(lo) + sum(hi)) // 6  # type: ignore[arg-type]
 
 
+def _vivid(rng: random.Random) -> Palette:
+    """A few saturated colours of any hue, dark to pale (a pale one barely stands out from
+    a white page), one per character as many sites draw them."""
+    colours = []
+    for _ in range(rng.randint(4, 12)):
+        value = rng.uniform(0.3, 1.0)
+        saturation = rng.uniform(0.15, 0.5) if rng.random() < 0.25 else rng.uniform(0.4, 1.0)
+        red, green, blue = colorsys.hsv_to_rgb(rng.random(), saturation, value)
+        colours.append((round(255 * red), round(255 * green), round(255 * blue)))
+    return Palette(choices=tuple(colours))
+
+
 def _ink(rng: random.Random, page: int, light_text: bool) -> Palette:
     """Text colours that stand out from a page of grey level ``page``."""
     if light_text:
@@ -144,13 +159,18 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
         dark = rng.randint(0, 80)
         page, level = Palette(low=(dark,) * 3, high=(dark + rng.randint(0, 30),) * 3,
                               shades=True), dark
+    vivid = not inverted and rng.random() < VIVID_SHARE
+    if vivid and rng.random() < 0.6:  # most often on a white page
+        white = rng.randint(235, 255)
+        page, level = Palette(low=(white,) * 3, high=(255,) * 3, shades=True), white
     kind = rng.choices(("solid", "gradient", "noise"), (5, 3, 2))[0]
     if kind == "gradient" and not page.shades:  # two tints of one page
         page = Palette(low=page.low, high=tuple(min(255, c + 25) for c in page.high))  # type: ignore
     background = Background(kind=kind, colors=page, texture=rng.uniform(6, 30),
                             grain=rng.choice((1, 2, 3, 6)))
-    text_colours = _ink(rng, level, inverted)
+    text_colours = _vivid(rng) if vivid else _ink(rng, level, inverted)
     noise_colours = Palette(glyphs=True) if rng.random() < 0.6 else text_colours
+    dark = Palette(low=(0, 0, 0), high=(rng.randint(0, 90),) * 3, shades=True)
     glyphs = Glyphs(
         fonts=tuple(rng.sample(fonts, min(len(fonts), rng.choice((1, 1, 2, 3, 5))))),
         font_per=rng.choice(("character", "image")),
@@ -162,7 +182,7 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
         jitter=rng.uniform(0, 0.12 * height),
         margin=rng.randint(2, 8),
         colors=text_colours,
-        color_per=rng.choice(("character", "image")),
+        color_per="character" if vivid else rng.choice(("character", "image")),
     )
     warp = Warp(
         sine=Sine(amplitude=(0.0, rng.uniform(0, 0.08 * height)) if rng.random() < 0.35
@@ -170,17 +190,23 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
         elastic=Elastic(strength=(0.0, rng.uniform(0.5, 3.5)) if rng.random() < 0.25
                         else (0.0, 0.0), scale=rng.randint(8, 20)))
     area = width * height
+    dash = rng.uniform(0.2, 0.4) * height  # the longest dash; they cover up to a quarter
+    dashes = round(rng.uniform(0.08, 0.25) * area / (0.05 * height + dash / 2))
     noise = Noise(
         ellipses=Ellipses(count=_maybe(rng, 0.15, 1, 4), colors=noise_colours,
                           width=(10.0, 0.5 * width), height=(8.0, float(height))),
         arcs=Arcs(count=_maybe(rng, 0.3, 1, 3), thickness=(1, rng.randint(1, 3)),
                   colors=noise_colours, width=(0.3 * width, 1.2 * width),
                   height=(0.3 * height, 1.2 * height)),
-        lines=(Lines(count=_maybe(rng, 0.4, 1, 8), thickness=(1, rng.randint(1, 3)),
-                     colors=noise_colours, length=(0.2 * width, 1.2 * width))
-               if rng.random() < 0.7 else  # many short hairs
-               Lines(count=_maybe(rng, 0.6, 5, 40), thickness=(1, 1), colors=noise_colours,
-                     length=(3.0, 0.25 * width))),
+        lines=rng.choices((
+            Lines(count=_maybe(rng, 0.4, 1, 8), thickness=(1, rng.randint(1, 3)),
+                  colors=noise_colours, length=(0.2 * width, 1.2 * width)),
+            Lines(count=_maybe(rng, 0.6, 5, 40), thickness=(1, 1),  # a few short hairs
+                  colors=noise_colours, length=(3.0, 0.25 * width)),
+            Lines(count=_maybe(rng, 0.8, max(3, dashes // 3), max(5, dashes)), thickness=(1, 1),
+                  colors=dark if rng.random() < 0.7 else noise_colours,
+                  length=(0.1 * height, dash)),  # a rain of short dashes
+        ), (6, 2, 2))[0],
         strike=Strike(count=_maybe(rng, 0.15, 1, 1), thickness=(1, rng.randint(1, 3)),
                       colors=noise_colours),
         dots=Dots(count=_maybe(rng, 0.5, 0, max(1, area // 40)), radius=(0, rng.randint(0, 2)),

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from captchalab.fileio import atomic_write_bytes
-from captchalab.generators.universe import universe_fonts
+from captchalab.generators.universe import UNIVERSE_VERSION, universe_fonts
 from captchalab.runtime.constraints import Constraints
 from captchalab.runtime.model_file import (
     PACKAGED_BASE_MODEL,
@@ -84,8 +84,10 @@ def train_base_model(out: str | Path, config: TrainConfig, log: Callable[[str], 
     about = {
         **{key: value for key, value in card.about.items() if key != "continued_from"},
         "trained_on": "the synthetic universe: every image its own random scheme (fonts, "
-                      "sizes, pages, colours, rotation, shear, overlap, warps, blur, noise), "
-                      "3-8 digits and ASCII letters in both cases, 10% arithmetic questions",
+                      "sizes, pages, colours, a vivid colour per character, rotation, shear, "
+                      "overlap, warps, blur, noise, a rain of short dashes), 3-8 digits and "
+                      "ASCII letters in both cases, 10% arithmetic questions",
+        "universe_version": UNIVERSE_VERSION,
         "fonts": [Path(f).name for f in fonts],
         "steps": steps, "images_seen": images, "minutes": round(minutes, 1),
         "hardware": _hardware(device),
@@ -118,6 +120,7 @@ def _earlier_training(out: Path, init: str | None) -> dict:
                              "trained); continue a model that `base-model` wrote")
     keys = ("steps", "images_seen", "minutes", "hardware", "date", "command")
     earlier = {key: about[key] for key in keys if key in about}
+    earlier["universe_version"] = about.get("universe_version", 1)  # 1 did not say so
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(kept, json.dumps(earlier, indent=1).encode("utf-8"))
     return earlier
