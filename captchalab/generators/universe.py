@@ -170,7 +170,7 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
                             grain=rng.choice((1, 2, 3, 6)))
     text_colours = _vivid(rng) if vivid else _ink(rng, level, inverted)
     noise_colours = Palette(glyphs=True) if rng.random() < 0.6 else text_colours
-    dark = Palette(low=(0, 0, 0), high=(rng.randint(0, 90),) * 3, shades=True)
+    dark_ink = Palette(low=(0, 0, 0), high=(rng.randint(0, 90),) * 3, shades=True)
     glyphs = Glyphs(
         fonts=tuple(rng.sample(fonts, min(len(fonts), rng.choice((1, 1, 2, 3, 5))))),
         font_per=rng.choice(("character", "image")),
@@ -190,7 +190,9 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
         elastic=Elastic(strength=(0.0, rng.uniform(0.5, 3.5)) if rng.random() < 0.25
                         else (0.0, 0.0), scale=rng.randint(8, 20)))
     area = width * height
-    dash = rng.uniform(0.2, 0.4) * height  # the longest dash; they cover up to a quarter
+    # a rain of dashes from 0.1 of the height to `dash` long (mean 0.05 h + dash / 2),
+    # `dashes` at most: enough to cover 8% to 25% of the canvas
+    dash = rng.uniform(0.2, 0.4) * height
     dashes = round(rng.uniform(0.08, 0.25) * area / (0.05 * height + dash / 2))
     noise = Noise(
         ellipses=Ellipses(count=_maybe(rng, 0.15, 1, 4), colors=noise_colours,
@@ -204,7 +206,7 @@ def sample_scheme(rng: random.Random, alphabet: str = SYMBOLS,
             Lines(count=_maybe(rng, 0.6, 5, 40), thickness=(1, 1),  # a few short hairs
                   colors=noise_colours, length=(3.0, 0.25 * width)),
             Lines(count=_maybe(rng, 0.8, max(3, dashes // 3), max(5, dashes)), thickness=(1, 1),
-                  colors=dark if rng.random() < 0.7 else noise_colours,
+                  colors=dark_ink if rng.random() < 0.7 else noise_colours,
                   length=(0.1 * height, dash)),  # a rain of short dashes
         ), (6, 2, 2))[0],
         strike=Strike(count=_maybe(rng, 0.15, 1, 1), thickness=(1, rng.randint(1, 3)),
