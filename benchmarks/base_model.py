@@ -93,6 +93,9 @@ def main() -> None:
                         help="self-training rounds at most (start base+unlabelled)")
     parser.add_argument("--cycle-patience", type=int, default=TrainConfig.cycle_patience,
                         help="cycles in a row without a gain that end a chain")
+    parser.add_argument("--max-minutes", type=float,
+                        help="each run's time budget (default: the recipe's, from the "
+                        "training images; 15 gives the budget of before for a baseline)")
     parser.add_argument("--no-curves", action="store_true", help="zero-shot only")
     parser.add_argument("--ddddocr-python")
     args = parser.parse_args()
@@ -120,10 +123,7 @@ def main() -> None:
                 subset = pool if size_text == "all" else random.Random(
                     f"base-bench:{name}:{size}:{seed}").sample(small_pool, size)
                 for start in args.starts.split(","):
-                    key = [name, size_text, seed, start] + (
-                        [f"rounds{args.rounds}"] if args.rounds != DEFAULT_SELF_TRAINING_ROUNDS
-                        else []) + ([f"patience{args.cycle_patience}"]
-                                    if args.cycle_patience != TrainConfig.cycle_patience else [])
+                    key = run_key(name, size_text, seed, start, args)
                     if json.dumps(key) in done:
                         continue
                     run_dir = args.out / "runs" / "-".join(map(str, key))
@@ -133,7 +133,8 @@ def main() -> None:
                                          from_scratch=start == "scratch",
                                          unlabelled=unlabelled and str(unlabelled),
                                          self_training_rounds=args.rounds,
-                                         cycle_patience=args.cycle_patience)
+                                         cycle_patience=args.cycle_patience,
+                                         max_minutes=args.max_minutes)
                     started = time.perf_counter()
                     result = train(data, run_dir, config, log=lambda _: None,
                                    show_progress=False, split=(subset, val))
@@ -158,6 +159,16 @@ def main() -> None:
                             for r in report["rounds"]] + [{"best_round": report["best_round"]}]
                     _append(log, row, machine, base_card)
     summarise(log)
+
+
+def run_key(name: str, size: str, seed: int, start: str, args: argparse.Namespace) -> list:
+    """A run's key in runs.jsonl: the set, labels, seed and start, then each setting that
+    is not the recipe's default (``rounds6``, ``patience2``, ``budget15``)."""
+    settings = {"rounds": (args.rounds, DEFAULT_SELF_TRAINING_ROUNDS),
+                "patience": (args.cycle_patience, TrainConfig.cycle_patience),
+                "budget": (args.max_minutes, None)}
+    return [name, size, seed, start] + [f"{tag}{value:g}" for tag, (value, default)
+                                         in settings.items() if value != default]
 
 
 def unlabelled_folder(folder: Path, pool: list[Sample], labelled: list[Sample]) -> Path:

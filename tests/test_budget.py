@@ -9,7 +9,13 @@ import pytest
 
 from captchalab.cli import main
 from captchalab.generators import generate
+from captchalab.runtime.model_file import read_card
 from captchalab.training import TrainConfig, train
+from captchalab.training.config import (
+    BUDGET_FULL_IMAGES,
+    DEFAULT_BUDGET_MINUTES,
+    default_budget_minutes,
+)
 from captchalab.training.schedule import Progress, one_cycle
 
 
@@ -185,3 +191,14 @@ def test_an_easy_set_stops_when_converged_and_says_so(small_rings, tmp_path, cap
         assert result.ended == "schedule"
     rates = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rates[-1] < rates[len(rates) // 2] / 10  # it cooled down before it stopped
+
+
+def test_a_run_on_few_images_chains_its_cycles_within_a_smaller_budget(small_rings, tmp_path):
+    config = TrainConfig(epochs=1, cycles=2, from_scratch=True, width_multiplier=0.5)
+    result = train(small_rings, tmp_path / "run", config, show_progress=False,
+                   log=lambda _: None)
+    schedule = json.loads((tmp_path / "run" / "summary.json").read_text())["schedule"]
+    train_count = read_card(result.model_path).data.train_count
+    assert train_count < BUDGET_FULL_IMAGES
+    assert schedule["budget_minutes"] == round(default_budget_minutes(train_count), 2)
+    assert schedule["budget_minutes"] < DEFAULT_BUDGET_MINUTES

@@ -11,7 +11,13 @@ from captchalab import Recognizer
 from captchalab.generators import generate
 from captchalab.training import TrainConfig, train
 from captchalab.training.checkpoint import LoopState
-from captchalab.training.config import DEFAULT_BUDGET_MINUTES, MAX_CYCLES, ConfigError
+from captchalab.training.config import (
+    BUDGET_FULL_IMAGES,
+    DEFAULT_BUDGET_MINUTES,
+    MAX_CYCLES,
+    MIN_BUDGET_MINUTES,
+    ConfigError,
+)
 from captchalab.training.trainer import chain_verdict
 
 
@@ -31,9 +37,10 @@ def records(out) -> list[dict]:
 
 def test_the_default_run_may_chain_cycles_and_a_set_length_runs_one():
     assert TrainConfig().cycle_limit == MAX_CYCLES
-    assert TrainConfig().cycle_budget == DEFAULT_BUDGET_MINUTES * 60
-    assert TrainConfig(max_minutes=5).cycle_budget == 300
-    assert TrainConfig(epochs=20).cycle_limit == 1 and TrainConfig(epochs=20).cycle_budget is None
+    assert TrainConfig().cycle_budget(2000) == DEFAULT_BUDGET_MINUTES * 60
+    assert TrainConfig(max_minutes=5).cycle_budget(80) == 300
+    assert TrainConfig(epochs=20).cycle_limit == 1
+    assert TrainConfig(epochs=20).cycle_budget(2000) is None
     assert TrainConfig(epochs=20, cycles=3).cycle_limit == 3
     assert TrainConfig(init="m.safetensors", fine_tune=True).cycle_limit == 1
     assert TrainConfig(schedule="until-converged").cycle_limit == 1
@@ -41,6 +48,16 @@ def test_the_default_run_may_chain_cycles_and_a_set_length_runs_one():
         TrainConfig(cycles=0).validate()
     with pytest.raises(ConfigError, match="until-converged"):
         TrainConfig(cycles=2, schedule="until-converged").validate()
+
+
+def test_the_default_budget_scales_with_the_training_images():
+    budget = TrainConfig().cycle_budget
+    # a full set gets the whole budget; 100 labelled images fine-tune in under 3 minutes
+    assert budget(BUDGET_FULL_IMAGES) == budget(5000) == DEFAULT_BUDGET_MINUTES * 60
+    assert budget(100) < 3 * 60
+    assert budget(80) < budget(160) < budget(400) < budget(BUDGET_FULL_IMAGES)
+    assert budget(160) == pytest.approx(2 * budget(80))
+    assert budget(5) == budget(1) == MIN_BUDGET_MINUTES * 60
 
 
 @pytest.mark.slow

@@ -139,6 +139,7 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
         MIN_GLYPH_WIDTH_BOTH_CASES,
     )
     from captchalab.training.config import (
+        BUDGET_FULL_IMAGES,
         DEFAULT_BUDGET_MINUTES,
         FROM_BASE_FULL_RATE_IMAGES,
         FROM_BASE_RATE,
@@ -156,8 +157,9 @@ def add_training_options(p: argparse.ArgumentParser, per_family: bool = False) -
                    help=("time budget of each family's training, in minutes" if per_family
                          else "time budget in minutes") + "; the learning-rate schedule is "
                    "fitted into it, and a run it stops before half of its steps says so "
-                   f"(default: none for the first cycle, {DEFAULT_BUDGET_MINUTES:g} for the "
-                   "run when it chains cycles)")
+                   f"(default: none for the first cycle; when the run chains cycles, "
+                   f"{DEFAULT_BUDGET_MINUTES:g} for the run from {BUDGET_FULL_IMAGES} training "
+                   "images, in proportion for fewer)")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=defaults.batch_size,
                    help="images per optimiser step (default: %(default)s)")
     p.add_argument("--lr", type=POSITIVE, default=defaults.learning_rate,

@@ -25,9 +25,23 @@ FROM_BASE_FULL_RATE_IMAGES = 600  # ... the whole rate from here, the square roo
 def from_base_rate(train_count: int) -> float:
     """The share of ``learning_rate`` a run from the base model peaks at."""
     return min(1.0, max(FROM_BASE_RATE, (train_count / FROM_BASE_FULL_RATE_IMAGES) ** 0.5))
-SCHEDULES = ("one-cycle", "until-converged")  # the learning-rate schedules
+
+
 MAX_CYCLES = 4  # the default run: one-cycles back to back while validation improves ...
-DEFAULT_BUDGET_MINUTES = 15.0  # ... and while the next fits in this budget (the first always runs)
+# ... and while the next fits in its budget (the first cycle always runs): this many minutes
+DEFAULT_BUDGET_MINUTES = 15.0  # from BUDGET_FULL_IMAGES training images, in proportion below,
+BUDGET_FULL_IMAGES = 600  # so that 100 labelled images fine-tune in 2.5 minutes ...
+MIN_BUDGET_MINUTES = 1.0  # ... and never under this
+
+
+def default_budget_minutes(train_count: int) -> float:
+    """The default run's time budget for ``train_count`` training images: a few dozen labels
+    are fitted in a few minutes, a full set gets DEFAULT_BUDGET_MINUTES."""
+    share = min(1.0, train_count / BUDGET_FULL_IMAGES)
+    return max(MIN_BUDGET_MINUTES, DEFAULT_BUDGET_MINUTES * share)
+
+
+SCHEDULES = ("one-cycle", "until-converged")  # the learning-rate schedules
 DEFAULT_PSEUDO_THRESHOLD = 0.9  # P(reading) a pseudo-label needs (self-training)
 DEFAULT_SELF_TRAINING_ROUNDS = 3
 
@@ -126,13 +140,13 @@ class TrainConfig:
                  and self.stop_epoch is None)
         return MAX_CYCLES if plain else 1
 
-    @property
-    def cycle_budget(self) -> float | None:
+    def cycle_budget(self, train_count: int) -> float | None:
         """Seconds the whole run may take once its first cycle is done: ``max_minutes``, or
-        the default budget when the run may chain cycles."""
+        the default budget for ``train_count`` training images when the run may chain
+        cycles."""
         if self.max_minutes:
             return self.max_minutes * 60
-        return DEFAULT_BUDGET_MINUTES * 60 if self.cycle_limit > 1 else None
+        return default_budget_minutes(train_count) * 60 if self.cycle_limit > 1 else None
 
     @property
     def centres(self) -> str | None:

@@ -141,6 +141,7 @@ class Run:
     total_steps: int  # the most steps one cycle may take
     planned_steps: int  # the default plan's steps (one one-cycle schedule's length)
     validate_every: int
+    cycle_budget: float | None  # seconds the run may take once its first cycle is done
     best: dict[str, np.ndarray]  # the best epoch's weights
     decoding: DecodingSettings  # the best epoch's (tuned) decoding settings
     average: WeightAverage | None = None  # with ema: the weights validated and kept
@@ -233,7 +234,7 @@ def chain_verdict(state: LoopState, accuracy: float, elapsed: float, *, limit: i
                              f"{accuracy:.1%}")
     if budget is not None and budget - elapsed < NEXT_CYCLE_SHARE * (
             elapsed - state.cycle_start_elapsed):
-        return "budget", (f"the {budget / 60:g}-minute budget leaves no room for cycle "
+        return "budget", (f"the {budget / 60:.3g}-minute budget leaves no room for cycle "
                           f"{state.cycle + 1}")
     return "", ""
 
@@ -437,14 +438,15 @@ class Trainer:
                                     lengths[0] if len(lengths) == 1 else None)
         state = LoopState()
         budget = config.max_minutes * 60 if config.max_minutes else None
-        progress = self._cycle_progress(total_steps, state)
+        cycle_budget = config.cycle_budget(data.train_count)
+        progress = self._cycle_progress(total_steps, state, cycle_budget)
         if resumed is not None:
             model.load_state_dict(torch_state(resumed.model))
             resumed.restore_optimizer(optimizer)
             state = resumed.state
             if resumed.rng is not None:  # dropout continues as if never paused
                 torch.set_rng_state(torch.from_numpy(np.array(resumed.rng)))
-            progress = self._cycle_progress(total_steps, state)
+            progress = self._cycle_progress(total_steps, state, cycle_budget)
             if budget is not None and progress.budget_left <= 0:
                 raise ConfigError(
                     f"the `max_minutes` budget of {config.max_minutes:g} min is spent: the run "
@@ -467,8 +469,9 @@ class Trainer:
                     and source is None and teacher is None and self.target is None else "")
                  + f", {config.model} with {params / 1e6:.2f}M "
                  f"parameters, {epochs} epochs ({total_steps} steps)"
-                 + (f", then more cycles while they help (up to {config.cycle_limit})"
-                    if config.cycle_limit > 1 else "") + f" on {self.device}"
+                 + (f", then more cycles while they help (up to {config.cycle_limit}"
+                    + (f", within {cycle_budget / 60:.3g} min)" if cycle_budget and not budget
+                       else ")") if config.cycle_limit > 1 else "") + f" on {self.device}"
                  + (f", {config.max_minutes:g} min budget" if budget else "")
                  + (f", {self.distributed.world_size} processes"
                     if self.distributed.enabled else ""))
@@ -479,7 +482,7 @@ class Trainer:
                    augmentation,
                    Validator(data, model.decoder, decoding, self.device), progress, schedule,
                    state, epochs, total_steps, plan,
-                   validate_every=validate_every(data.train_count),
+                   validate_every=validate_every(data.train_count), cycle_budget=cycle_budget,
                    best=dict(resumed.best) if resumed else state_to_numpy(model),
                    decoding=resumed.card.decoding if resumed else decoding, average=average,
                    teacher=teacher_network)
@@ -542,7 +545,7 @@ class Trainer:
         state, config = run.state, self.config
         accuracy, elapsed = state.best_score[0], run.progress.elapsed
         ended, why = chain_verdict(state, accuracy, elapsed, limit=config.cycle_limit,
-                                   patience=config.cycle_patience, budget=config.cycle_budget,
+                                   patience=config.cycle_patience, budget=run.cycle_budget,
                                    validating=run.validator.enabled,
                                    planned_steps=run.planned_steps)
         go = self.distributed.from_main([int(not ended)])[0] == 1  # rank 0 validated
@@ -557,17 +560,18 @@ class Trainer:
         state.cycle_start_step, state.cycle_start_epoch = state.step, state.epoch
         state.cycle_start_elapsed, state.cycle_best_before = elapsed, accuracy
         state.share, state.ended = 0.0, ""
-        run.progress = self._cycle_progress(run.total_steps, state)
+        run.progress = self._cycle_progress(run.total_steps, state, run.cycle_budget)
         return True
 
-    def _cycle_progress(self, total_steps: int, state: LoopState) -> Progress:
+    def _cycle_progress(self, total_steps: int, state: LoopState,
+                        cycle_budget: float | None) -> Progress:
         """The progress of the current cycle (from where a resumed run stopped in it): the
-        first within `max_minutes`, if given; later ones within the run's budget."""
+        first within `max_minutes`, if given; later ones within ``cycle_budget``."""
         config = self.config
         if state.cycle == 1:
             budget = config.max_minutes * 60 if config.max_minutes else None
         else:
-            budget = config.cycle_budget
+            budget = cycle_budget
         return Progress(total_steps, budget, state.step - state.cycle_start_step, state.share,
                         state.elapsed)
 
@@ -583,9 +587,9 @@ class Trainer:
             elif state.ended == "budget":
                 done = (state.step - state.cycle_start_step) / run.total_steps
                 budget = (run.progress.budget or 0) / 60
-                state.why = (f"the {budget:g}-minute budget ended cycle {state.cycle} at "
+                state.why = (f"the {budget:.3g}-minute budget ended cycle {state.cycle} at "
                              f"{done:.0%} of its planned steps" if state.cycle > 1 else
-                             f"the {budget:g}-minute budget ended the run at {done:.0%} of "
+                             f"the {budget:.3g}-minute budget ended the run at {done:.0%} of "
                              "its planned steps")
             else:
                 state.why = f"{run.planned_steps} planned steps"
@@ -731,8 +735,8 @@ class Trainer:
                          "steps_run": state.step, "steps_planned": run.planned_steps,
                          "steps_at_most": run.total_steps * self.config.cycle_limit,
                          "share": round(state.step / run.planned_steps, 4),
-                         "budget_minutes": (None if self.config.cycle_budget is None else
-                                            self.config.cycle_budget / 60)},
+                         "budget_minutes": (None if run.cycle_budget is None else
+                                            round(run.cycle_budget / 60, 2))},
             "selection": SELECTION, "warnings": warnings,
             **{f"val_{k}": v for k, v in metrics.items()}}, indent=2) + "\n")
         return TrainResult(model_path, metrics, epochs_run, minutes, run.data.skipped,
