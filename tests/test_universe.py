@@ -8,6 +8,7 @@ import string
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from captchalab.data import Preprocessing
 from captchalab.generators import generate, load_scheme, render, schemes
@@ -67,8 +68,9 @@ def test_some_schemes_colour_each_character_vividly_and_some_rain_short_dashes()
                        for rgb in scheme.glyphs.colors.choices]
         assert len(saturations) >= 4 and max(saturations) > 0.3
     assert sum(s.background.colors.low[0] >= 235 for s in vivid) > len(vivid) // 3  # white
-    # a rain: many lines, each short beside the canvas height
+    # a rain: many lines, each short beside the canvas height (0.1 of it at the shortest)
     rain = [s for s in drawn if s.noise.lines.count[1] >= 20
+            and s.noise.lines.length == pytest.approx((0.1 * s.size[1], s.noise.lines.length[1]))
             and s.noise.lines.length[1] <= 0.4 * s.size[1]]
     assert len(rain) > 15
 

@@ -28,9 +28,9 @@ def from_base_rate(train_count: int) -> float:
 
 
 MAX_CYCLES = 4  # the default run: one-cycles back to back while validation improves ...
-# ... and while the next fits in its budget (the first cycle always runs): this many minutes
-DEFAULT_BUDGET_MINUTES = 15.0  # from BUDGET_FULL_IMAGES training images, in proportion below,
-BUDGET_FULL_IMAGES = 600  # so that 100 labelled images fine-tune in 2.5 minutes ...
+# ... and while the next fits in the run's budget (the first cycle always runs):
+DEFAULT_BUDGET_MINUTES = 15.0  # from BUDGET_FULL_IMAGES training images, in proportion below
+BUDGET_FULL_IMAGES = 600  # (100 images: 2.5 minutes), ...
 MIN_BUDGET_MINUTES = 1.0  # ... and never under this
 
 

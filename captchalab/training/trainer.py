@@ -462,6 +462,10 @@ class Trainer:
             average.model.load_state_dict(torch_state(resumed.average))
             average.updates = state.average_updates
         params = sum(p.numel() for p in model.parameters())
+        chain = ""
+        if config.cycle_limit > 1:
+            within = f", within {cycle_budget / 60:.3g} min" if cycle_budget and not budget else ""
+            chain = f", then more cycles while they help (up to {config.cycle_limit}{within})"
         self.log(f"{data.facts.train_count} training and {len(data.validation)} validation images, "
                  f"alphabet {len(data.alphabet)} symbols, input {data.preprocessing.height}x"
                  f"{data.preprocessing.width}"
@@ -469,9 +473,7 @@ class Trainer:
                     and source is None and teacher is None and self.target is None else "")
                  + f", {config.model} with {params / 1e6:.2f}M "
                  f"parameters, {epochs} epochs ({total_steps} steps)"
-                 + (f", then more cycles while they help (up to {config.cycle_limit}"
-                    + (f", within {cycle_budget / 60:.3g} min)" if cycle_budget and not budget
-                       else ")") if config.cycle_limit > 1 else "") + f" on {self.device}"
+                 + chain + f" on {self.device}"
                  + (f", {config.max_minutes:g} min budget" if budget else "")
                  + (f", {self.distributed.world_size} processes"
                     if self.distributed.enabled else ""))
