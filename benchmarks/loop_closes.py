@@ -3,15 +3,20 @@
 1. Train the live model on scheme A (the `strike` preset, 2000 images), export it, serve it
    with a review queue (`--review-below 0.9`) and a labelled folder.
 2. Traffic: fresh A captchas (accuracy before), then captchas of the changed scheme B
-   (`benchmarks/schemes/strike_changed.toml`): accuracy just after, and after how many
-   requests `/v1/models` shows the drift flag.
+   (`--changed`; by default `benchmarks/schemes/strike_changed.toml`, which changes
+   everything at once; `strike_restyled.toml` is a restyle of like difficulty): accuracy
+   just after, and after how many requests `/v1/models` shows the drift flag.
 3. Label 50, then 200, of the queued images through the labelling API (`POST /v1/label`,
    least confident first, with the true labels: the generator knows them), fine-tune from
    the live model on A plus the labels (`train A labelled --init live --fine-tune`),
    export, and swap it in (`POST /v1/models/live/reload`); accuracy on fresh B captchas
    (and on A) after each. Every step is timed.
 
-    python benchmarks/loop_closes.py --out benchmarks/runs/loop
+    python benchmarks/loop_closes.py --out benchmarks/runs/loop [--changed SCHEME]
+        [--live MODEL]
+
+`--live` serves a live model trained before on the same A images (another run's
+OUT/live/model.safetensors) instead of training one.
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/loop"))
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--result", type=Path, default=HERE / "results_loop.json")
+    parser.add_argument("--changed", type=Path, default=CHANGED,
+                        help="the scheme B the service meets after the change")
+    parser.add_argument("--live", type=Path,
+                        help="a live model trained before on the same A images")
     args = parser.parse_args()
     out = args.out
     steps: dict[str, float] = {}
@@ -81,14 +90,15 @@ def main() -> None:
             "--seed", "1"),
         run("generate", "strike", "--count", "300", "--out", str(out / "a_test"), "--seed",
             "2"),
-        run("generate", str(CHANGED), "--count", "1500", "--out", str(out / "b_traffic"),
-            "--seed", "3"),
-        run("generate", str(CHANGED), "--count", "300", "--out", str(out / "b_test"),
+        run("generate", str(args.changed), "--count", "1500", "--out",
+            str(out / "b_traffic"), "--seed", "3"),
+        run("generate", str(args.changed), "--count", "300", "--out", str(out / "b_test"),
             "--seed", "4")])
-    steps["train_live"] = run("train", str(out / "a_train"), "--out", str(out / "live"),
-                              "--overwrite")
-    run("export", str(out / "live" / "model.safetensors"), "--out", str(out / "live.onnx"),
-        "--overwrite")
+    live = args.live or out / "live" / "model.safetensors"
+    if args.live is None:
+        steps["train_live"] = run("train", str(out / "a_train"), "--out", str(out / "live"),
+                                  "--overwrite")
+    run("export", str(live), "--out", str(out / "live.onnx"), "--overwrite")
     port = free_port()
     review, labelled = out / "review", out / "labelled"
     server = subprocess.Popen([*CLI, "serve", f"{out / 'live.onnx'}=live", "--port", str(port),
@@ -103,7 +113,8 @@ def main() -> None:
         except OSError:
             time.sleep(0.2)
     report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                    "changed_scheme": args.changed.name, "live_model": str(live)}
     try:
         a_test = read_labelled_folder(out / "a_test").samples
         b_test = read_labelled_folder(out / "b_test").samples
@@ -139,7 +150,7 @@ def main() -> None:
                 labelled_so_far += 1
             name = f"tuned_{target}"
             minutes = run("train", str(out / "a_train"), str(labelled), "--init",
-                          str(out / "live" / "model.safetensors"), "--fine-tune", "--out",
+                          str(live), "--fine-tune", "--out",
                           str(out / name), "--overwrite")
             run("export", str(out / name / "model.safetensors"), "--out",
                 str(out / f"{name}.onnx"), "--overwrite")

@@ -7,6 +7,7 @@ unlabelled; each recipe is read on 300 fresh changed captchas (seed 4) and 300 f
 ones (seed 2). Results append to OUT/results.jsonl.
 
     python benchmarks/loop_recipes.py --out benchmarks/runs/loop_recipes [RECIPE,...]
+        [--changed SCHEME] [--live MODEL]
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="?", help="comma-separated; default: every recipe")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/loop_recipes"))
+    parser.add_argument("--changed", type=Path, default=CHANGED,
+                        help="the changed scheme (default: strike_changed.toml)")
+    parser.add_argument("--live", type=Path,
+                        help="a live model trained before on the same A images")
     args = parser.parse_args()
     out = args.out
     for name, scheme, n, seed in (("a_train", "strike", 2000, 1), ("a_test", "strike", 300, 2),
-                                  ("b_pool", CHANGED, 1500, 3), ("b_test", CHANGED, 300, 4)):
+                                  ("b_pool", args.changed, 1500, 3),
+                                  ("b_test", args.changed, 300, 4)):
         if not (out / name / "annotations.jsonl").exists():
             cli("generate", str(scheme), "--count", str(n), "--out", str(out / name), "--seed",
                 str(seed))
@@ -52,9 +58,9 @@ def main() -> None:
                 shutil.copy(s.path, lab / s.path.name)
             else:
                 shutil.copy(s.path, unl / f"{i}.png")
-    live = out / "live" / "model.safetensors"
+    live = args.live or out / "live" / "model.safetensors"
     results = {}
-    if not live.exists():
+    if args.live is None and not live.exists():
         results["live_minutes"] = cli("train", str(out / "a_train"), "--out", str(out / "live"),
                                       "--overwrite")
     results["live"] = {"b": accuracy(live, out / "b_test"), "a": accuracy(live, out / "a_test")}
