@@ -16,7 +16,9 @@
         [--live MODEL]
 
 `--live` serves a live model trained before on the same A images (another run's
-OUT/live/model.safetensors) instead of training one.
+OUT/live/model.safetensors) instead of training one. `--seed N` draws other B traffic and
+test images (seeds 3 + 10N and 4 + 10N) and fine-tunes with `--seed N`: repeats of the
+loop from one live model.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def main() -> None:
                         help="the scheme B the service meets after the change")
     parser.add_argument("--live", type=Path,
                         help="a live model trained before on the same A images")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="draws of B's images and the fine-tunes' seed (repeats)")
     args = parser.parse_args()
     out = args.out
     steps: dict[str, float] = {}
@@ -91,9 +95,9 @@ def main() -> None:
         run("generate", "strike", "--count", "300", "--out", str(out / "a_test"), "--seed",
             "2"),
         run("generate", str(args.changed), "--count", "1500", "--out",
-            str(out / "b_traffic"), "--seed", "3"),
+            str(out / "b_traffic"), "--seed", str(3 + 10 * args.seed)),
         run("generate", str(args.changed), "--count", "300", "--out", str(out / "b_test"),
-            "--seed", "4")])
+            "--seed", str(4 + 10 * args.seed))])
     live = args.live or out / "live" / "model.safetensors"
     if args.live is None:
         steps["train_live"] = run("train", str(out / "a_train"), "--out", str(out / "live"),
@@ -114,7 +118,8 @@ def main() -> None:
             time.sleep(0.2)
     report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                    "changed_scheme": args.changed.name, "live_model": str(live)}
+                    "changed_scheme": args.changed.name, "live_model": str(live),
+                    "seed": args.seed}
     try:
         a_test = read_labelled_folder(out / "a_test").samples
         b_test = read_labelled_folder(out / "b_test").samples
@@ -150,7 +155,7 @@ def main() -> None:
                 labelled_so_far += 1
             name = f"tuned_{target}"
             minutes = run("train", str(out / "a_train"), str(labelled), "--init",
-                          str(live), "--fine-tune", "--out",
+                          str(live), "--fine-tune", "--seed", str(args.seed), "--out",
                           str(out / name), "--overwrite")
             run("export", str(out / name / "model.safetensors"), "--out",
                 str(out / f"{name}.onnx"), "--overwrite")
