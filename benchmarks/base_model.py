@@ -58,6 +58,14 @@ def folded_accuracy(labels: list[str], readings: list[str]) -> float:
     return sum(a.lower() == b.lower() for a, b in zip(labels, readings)) / len(labels)
 
 
+def held_out(name: str, val_split: float) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """A shared set's validation images (seed 0), the pool the subsets are drawn from, and
+    the pool's last ``TEST_IMAGES`` images, which no run trains on."""
+    pool, val = split_samples(read_labelled_folder(folder_of(name)).samples, val_split, 0)
+    random.Random(f"base-bench-test:{name}").shuffle(pool)
+    return val, pool[:-TEST_IMAGES], pool[-TEST_IMAGES:]
+
+
 def exact_accuracy(model_path: Path, test: list[Sample]) -> float:
     readings = Recognizer.load(model_path).predict([s.path for s in test])
     return sum(p.text == s.label for p, s in zip(readings, test)) / len(test)
@@ -107,10 +115,8 @@ def main() -> None:
     base_card = read_card("base")
     for name in args.datasets.split(","):
         data = folder_of(name)
-        folder = read_labelled_folder(data)
-        pool, val = split_samples(folder.samples, args.val_split, 0)
-        random.Random(f"base-bench-test:{name}").shuffle(pool)
-        small_pool, test = pool[:-TEST_IMAGES], pool[-TEST_IMAGES:]
+        val, small_pool, test = held_out(name, args.val_split)
+        pool = small_pool + test
         key = ["zero-shot", name]
         if json.dumps(key) not in done:
             row = {"key": key, **zero_shot(name, val, args.ddddocr_python)}

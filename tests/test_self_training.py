@@ -18,7 +18,8 @@ from captchalab.training.self_training import next_round, pseudo_labels, unlabel
 @pytest.mark.parametrize(("accuracies", "expected"), [
     ([0.5], (True, 0)),
     ([0.5, 0.6], (True, 1)),
-    ([0.5, 0.6, 0.6], (True, 1)),  # a tie goes on, the earlier round stays the best
+    ([0.5, 0.6, 0.6], (True, 2)),  # a tie goes on, and the later round is the best
+    ([1.0, 1.0, 1.0, 1.0], (True, 3)),  # a few validation images: every round ties
     ([0.5, 0.6, 0.55], (False, 1)),  # a drop stops
     ([0.5, 0.4], (False, 0)),
 ])
@@ -70,7 +71,7 @@ def test_self_training_writes_each_round_and_keeps_the_best(tmp_path, capsys):
     assert 0 <= rounds[1]["pseudo_labelled"] <= 60
     best = report["best_round"]
     assert report["dropped"] == (rounds[1]["val_accuracy"] < rounds[0]["val_accuracy"])
-    assert best == max((0, 1), key=lambda r: (rounds[r]["val_accuracy"], -r))
+    assert best == max((0, 1), key=lambda r: (rounds[r]["val_accuracy"], r))
     assert (out / "model.safetensors").read_bytes() == (
         out / f"round-{best}" / "model.safetensors").read_bytes()
     summary = json.loads((out / f"round-{best}" / "summary.json").read_text())

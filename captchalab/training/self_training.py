@@ -79,8 +79,11 @@ def pseudo_labels(recognizer: Recognizer, images: list[tuple[Path, tuple[int, in
 
 def next_round(accuracies: list[float]) -> tuple[bool, int]:
     """``(go on, best round)`` after the rounds so far: stop as soon as the last round's
-    validation accuracy is below the best before it; a tie goes on but keeps the earlier."""
-    best = max(range(len(accuracies)), key=lambda r: (accuracies[r], -r))
+    validation accuracy is below the best before it. The best round has the highest
+    accuracy; a tie goes on and goes to the later round, which learnt from more
+    pseudo-labels (with a few validation images ties are the rule; benchmarks/
+    round_choice.py measured this choice against the earlier round and the lower loss)."""
+    best = max(range(len(accuracies)), key=lambda r: (accuracies[r], r))
     dropped = len(accuracies) > 1 and accuracies[-1] < max(accuracies[:-1])
     return not dropped, best
 
@@ -148,9 +151,11 @@ def self_train(
               "unlabelled": len(images), "unreadable": unreadable, "rounds": history,
               "best_round": best, "dropped": not go_on}
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    tied = sum(h["val_accuracy"] == history[best]["val_accuracy"] for h in history) > 1
     note = ("self-training: " + ", ".join(
         f"round {r['round']} {r['val_accuracy']:.2%} ({r['pseudo_labelled']} pseudo-labels)"
-        for r in history) + f"; round {best} kept")
+        for r in history) + f"; round {best} kept"
+        + (" (tied on accuracy: the later round)" if tied else ""))
     result = replace(results[best], model_path=out / MODEL_FILE,
                      notes=[*results[best].notes, note])
     return SelfTrainingResult(result, best, report)
