@@ -113,8 +113,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "training set, retrain with the same recipe, and repeat. Each round is checked on "
         "DATA's held-out validation images (labelled by people, never pseudo-labelled) and "
         "the rounds stop when that accuracy drops; the best round's model (ties: the later "
-        "round) goes to OUT, "
-        "every round to OUT/round-N/, the record to OUT/self_training.json.")
+        "round) goes to OUT, every round to OUT/round-N/, the record to "
+        "OUT/self_training.json.")
     group.add_argument("--unlabelled", type=Path, metavar="DIR",
                        help="folder of unlabelled images of the same scheme")
     group.add_argument("--pseudo-threshold", type=FRACTION, default=DEFAULT_PSEUDO_THRESHOLD,

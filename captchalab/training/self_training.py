@@ -81,8 +81,8 @@ def next_round(accuracies: list[float]) -> tuple[bool, int]:
     """``(go on, best round)`` after the rounds so far: stop as soon as the last round's
     validation accuracy is below the best before it. The best round has the highest
     accuracy; a tie goes on and goes to the later round, which learnt from more
-    pseudo-labels (with a few validation images ties are the rule; benchmarks/
-    round_choice.py measured this choice against the earlier round and the lower loss)."""
+    pseudo-labels. With a few validation images ties are the rule, and this choice reads
+    best (``benchmarks/round_choice.py``: against the earlier round and the lower loss)."""
     best = max(range(len(accuracies)), key=lambda r: (accuracies[r], r))
     dropped = len(accuracies) > 1 and accuracies[-1] < max(accuracies[:-1])
     return not dropped, best
