@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from base_model import held_out  # noqa: E402
 
 from captchalab import Recognizer  # noqa: E402
+from captchalab.training.self_training import next_round  # noqa: E402
 
 RULES = ("earlier", "lower loss", "later")
 
@@ -50,12 +51,10 @@ def per_image(model: Path, samples) -> tuple[np.ndarray, np.ndarray]:
 
 
 def choose(accuracy: list[float], loss: list[float], rule: str) -> int:
-    """The round self-training keeps: rounds run until accuracy drops below an earlier
-    round's; the best accuracy wins, ties broken by ``rule``."""
-    seen = 1
-    while seen < len(accuracy) and accuracy[seen] >= max(accuracy[:seen]):
-        seen += 1
-    seen = min(seen + 1, len(accuracy))  # the round that dropped was run too
+    """The round self-training keeps: the rounds run as self-training's own stopping rule
+    lets them (``next_round``); the best accuracy wins, ties broken by ``rule``."""
+    seen = next((k for k in range(1, len(accuracy) + 1) if not next_round(accuracy[:k])[0]),
+                len(accuracy))  # the round that dropped was run too
     tie = {"earlier": lambda r: -r, "lower loss": lambda r: -loss[r], "later": lambda r: r}
     return max(range(seen), key=lambda r: (accuracy[r], tie[rule](r)))
 
