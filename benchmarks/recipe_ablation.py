@@ -60,6 +60,11 @@ VARIANTS: dict[str, dict] = {
     "height56": {"height": 56, "cycles": 1},
     "height56_chained": {"height": 56},  # the default (chained cycles) at the images' height
     "height44_chained": {"height": 44},  # hard62's height before case-sensitive labels got 32 px
+    "conv": {"model_options": {"sequence": "conv"}},  # a convolution along the columns
+    "conv_one_cycle": {"model_options": {"sequence": "conv"}, "cycles": 1},
+    "aug1.75_one_cycle": {"augment_strength": 1.75, "cycles": 1},
+    "wd0.05_one_cycle": {"weight_decay": 0.05, "cycles": 1},
+    "lstm_one_cycle": {"model_options": {"sequence": "lstm"}, "cycles": 1},
     "lstm": {"model_options": {"sequence": "lstm"}},
     "no_lstm": {"model_options": {"sequence": "none"}},
     "no_lstm+captcha_aug": {"model_options": {"sequence": "none"}, "augment_captcha": True},
@@ -176,6 +181,28 @@ def confusions(rows: list[dict], top: int = 12) -> str:
     return "\n".join(lines)
 
 
+LOOK_ALIKES = {"O": "0", "o": "0", "I": "1", "l": "1", "i": "1"}  # drawn alike in some fonts
+
+
+def kinds(rows: list[dict]) -> str:
+    """Each run's mistakes by kind: another length; the right letters in the wrong case;
+    also a look-alike (``0/O/o``, ``1/l/I/i``) read as another; the rest."""
+    def folded(text: str) -> str:
+        return "".join(LOOK_ALIKES.get(c, c.lower()) for c in text)
+
+    lines = []
+    for r in rows:
+        mistakes = r.get("mistakes", [])
+        length = sum(len(t) != len(p) for _, t, p in mistakes)
+        case = sum(len(t) == len(p) and t.lower() == p.lower() for _, t, p in mistakes)
+        alike = sum(len(t) == len(p) and t.lower() != p.lower() and folded(t) == folded(p)
+                    for _, t, p in mistakes)
+        lines.append(f"{r['variant']} on {r['dataset']}, seed {r['seed']}: {len(mistakes)} "
+                     f"mistakes: {length} another length, {case} case only, {alike} "
+                     f"look-alikes, {len(mistakes) - length - case - alike} other")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/ablation"))
@@ -183,6 +210,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--val-split", type=float, default=0.2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--report", action="store_true",
+                        help="print the tables of the runs already in OUT; run nothing")
     args = parser.parse_args()
     datasets, variants = args.datasets.split(","), args.variants.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -193,19 +222,25 @@ def main() -> None:
     for variant in variants:
         for dataset in datasets:
             for seed in seeds:
-                if (variant, dataset, seed) in done:
+                if (variant, dataset, seed) in done or args.report:
                     continue
                 row = run_one(variant, dataset, seed, args.val_split, args.out)
                 rows.append(row)
                 with log.open("a") as stream:
                     stream.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
+    if args.report:
+        rows = [r for r in rows if r["seed"] in seeds]
+        print(table(rows, variants, datasets))
+        print(kinds([r for r in rows if r["variant"] in variants and r["dataset"] in datasets]))
+        return
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "val_split": args.val_split, "seeds": seeds, "rows": rows}
     (args.out / "ablation.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(rows, variants, datasets))
     print(confusions(rows))
+    print(kinds([r for r in rows if r["variant"] in variants and r["dataset"] in datasets]))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,20 @@ def test_train_starts_from_the_base_model_by_default_with_its_own_input(with_bas
                                                        * from_base_rate(train_count))
 
 
+def test_a_full_labelled_set_adds_column_context_to_the_base_it_starts_from(
+        with_base, classic, tmp_path, monkeypatch):
+    from captchalab.models.crnn import CRNN
+
+    monkeypatch.setattr(CRNN, "CONTEXT_IMAGES", 40)  # classic's 54 training images: "full"
+    lines: list[str] = []
+    result = train(classic, tmp_path / "run", TrainConfig(epochs=1), log=lines.append,
+                   show_progress=False)
+    card = read_card(result.model_path)
+    assert card.training.started_from == "the base model"
+    assert card.config["sequence"] == "conv" and read_card(with_base).config["sequence"] == "none"
+    assert "context.weight" in load_model_file(result.model_path).tensors
+
+
 @pytest.mark.slow
 def test_from_scratch_and_a_base_that_does_not_fit_train_fresh(with_base, classic, tmp_path):
     lines: list[str] = []

@@ -20,10 +20,18 @@ ALPHABET = Alphabet("abcdef")
 HEIGHT, WIDTH, LENGTH, BATCH = 32, 96, 4, 3
 
 
-def _model(name: str):
+# every family with its defaults, and the crnn's other ways of reading across the columns
+NETWORKS = [(name, {}) for name in list_families()] + [
+    ("crnn", {"sequence": sequence}) for sequence in ("conv", "lstm")]
+
+
+def _model(name: str, **options):
     torch.manual_seed(0)
     shape = DataShape(ALPHABET.num_classes, HEIGHT, WIDTH, (LENGTH,), 2.0 * WIDTH)
-    return build(name, **family_class(name).configure(shape))
+    model = build(name, **family_class(name).configure(shape, **options))
+    if options.get("sequence") == "conv":  # its context starts at zero: as if trained
+        torch.nn.init.normal_(model.context.weight, std=0.05)
+    return model
 
 
 def _targets() -> Targets:
@@ -42,9 +50,9 @@ def test_the_registry_lists_every_family_with_a_summary():
         family_class("no-such-family")
 
 
-@pytest.mark.parametrize("name", list_families())
-def test_forward_backward_and_decode(name):
-    model = _model(name)
+@pytest.mark.parametrize("name, options", NETWORKS)
+def test_forward_backward_and_decode(name, options):
+    model = _model(name, **options)
     outputs = model(torch.randn(BATCH, 1, HEIGHT, WIDTH))
     loss = model.loss(outputs, _targets())
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -60,9 +68,9 @@ def test_forward_backward_and_decode(name):
         assert len(reading.char_confidences) == len(reading.labels)
 
 
-@pytest.mark.parametrize("name", list_families())
-def test_model_file_and_onnx_round_trip(name, tmp_path):
-    model = _model(name).eval()
+@pytest.mark.parametrize("name, options", NETWORKS)
+def test_model_file_and_onnx_round_trip(name, options, tmp_path):
+    model = _model(name, **options).eval()
     card = ModelCard(family=name, config=model.config, decoder=model.decoder,
                      alphabet=ALPHABET.symbols, preprocessing=Preprocessing(HEIGHT, WIDTH),
                      label_lengths=(LENGTH,), decoding=DecodingSettings(length=LENGTH))

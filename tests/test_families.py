@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,36 @@ def test_a_crnn_without_its_lstm_reads_each_column_on_its_own():
     assert torch.allclose(plain(image)[0, :5], plain(changed)[0, :5])
     with pytest.raises(ValueError, match="expected one of lstm, none"):
         family_class("crnn").options[0].parse("gru")
+
+
+def test_a_full_labelled_set_gets_column_context_and_a_few_labels_or_a_stream_do_not():
+    from captchalab.models.crnn import CRNN
+
+    crnn = family_class("crnn")
+    full = DataShape(7, 32, 124, (6,), 310.0, labelled_images=CRNN.CONTEXT_IMAGES)
+    assert crnn.configure(full)["sequence"] == "conv"
+    assert crnn.configure(replace(full, labelled_images=CRNN.CONTEXT_IMAGES - 1)
+                          )["sequence"] == "none"
+    assert crnn.configure(replace(full, labelled_images=0))["sequence"] == "none"  # a stream
+    assert crnn.configure(replace(full, expressions=True))["sequence"] == "lstm"
+    assert crnn.configure(full, sequence="none")["sequence"] == "none"  # given: kept
+
+
+def test_a_crnn_with_column_context_reads_its_neighbour_columns_and_no_further():
+    shape = DataShape(7, 32, 124, (6,), 310.0)
+    model = build("crnn", **family_class("crnn").configure(shape, sequence="conv"))
+    assert model.config["sequence"] == "conv" and model.rnn is None
+    torch.nn.init.normal_(model.context.weight, std=0.1)  # as if trained
+    model.eval()
+    image = torch.rand(1, 1, 32, 124)
+    far, near = image.clone(), image.clone()
+    far[..., 100:] = 0.0  # beyond the first columns' receptive field and their context's
+    near[..., 48:] = 0.0  # within the context of column 5, beyond its receptive field
+    assert torch.allclose(model(image)[0, :5], model(far)[0, :5])
+    assert not torch.allclose(model(image)[0, 5], model(near)[0, 5])
+    plain = build("crnn", **family_class("crnn").configure(shape, sequence="none"))
+    plain.eval()
+    assert torch.allclose(plain(image)[0, 5], plain(near)[0, 5])  # no context: unchanged
 
 
 def test_a_model_file_from_before_an_option_existed_keeps_its_architecture(tmp_path,

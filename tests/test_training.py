@@ -55,6 +55,17 @@ def test_augmentation_keeps_shape_and_changes_images():
     assert torch.equal(augmented, again)  # reproducible with the same generator
 
 
+def test_captcha_augmentation_strength_scales_its_warp_blur_and_occlusion():
+    mild, strong = Augmentation.captcha(), Augmentation.captcha(2.0)
+    assert (strong.elastic, strong.blur) == (2 * mild.elastic, 2 * mild.blur)
+    assert strong.lines == 2 * mild.lines and Augmentation.captcha(5.0).lines == 0.5
+    images = torch.zeros(16, 1, 32, 96)
+    images[:, :, 10:20, 30:60] = 1.0
+    off = Augmentation.captcha(0.0)(images, torch.Generator().manual_seed(0))
+    on = Augmentation.captcha(2.0)(images, torch.Generator().manual_seed(0))
+    assert not torch.equal(off, on)
+
+
 def test_augmentation_moves_points_with_their_pixels():
     images = torch.zeros(2, 1, 32, 128)
     images[0, 0, 12, 40] = images[1, 0, 20, 90] = 1.0

@@ -81,6 +81,25 @@ def test_a_taller_crnn_starts_from_a_32_pixel_one_with_its_rows_resampled():
     assert torch.allclose(tall_rows[..., 3], source_rows[..., 1] / 2)
 
 
+def test_a_crnn_with_column_context_starts_from_one_without_reading_as_it_does():
+    """The context convolution a ``none`` source lacks starts at zero: the new model reads
+    exactly what the source reads, and learns the context from there. An LSTM source is
+    another network and is refused."""
+    alphabet = Alphabet("abc")
+    source_model = _model("crnn", alphabet, sequence="none")
+    context = _model("crnn", alphabet, sequence="conv")
+    transfer_weights(context, _source(source_model, alphabet), alphabet)
+    assert torch.count_nonzero(context.context.weight) == 0
+    source_model.eval(), context.eval()
+    images = torch.rand(3, 1, 32, 96)
+    assert torch.allclose(source_model(images), context(images))
+    with pytest.raises(ModelFileError, match="sequence lstm vs conv"):
+        transfer_weights(context, _source(_model("crnn", alphabet, sequence="lstm"), alphabet),
+                         alphabet)
+    with pytest.raises(ModelFileError, match="sequence conv vs none"):  # not the other way
+        transfer_weights(source_model, _source(context, alphabet), alphabet)
+
+
 def test_small_letters_drawn_as_capitals_start_from_the_capitals_rows():
     """A set that labels ``a`` where its images draw ``A`` (the swust sets): the row of ``a``
     comes from the source's ``A``, judged by what images holding the letter add."""

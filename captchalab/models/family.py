@@ -36,6 +36,7 @@ class DataShape:
     label_lengths: tuple[int, ...]  # distinct label lengths in the training split
     source_width: float  # median width of the original images, in pixels
     expressions: bool = False  # the labels are arithmetic questions (``7+3=?``)
+    labelled_images: int = 0  # labelled training images (0: a synthetic stream)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class Family(nn.Module):
     # layers whose inputs are the feature map's rows flattened per channel (channel-major):
     # starting from a model of another input height resamples these along the rows
     row_inputs: tuple[str, ...] = ()
+    # settings a run may change from those of the model it starts from: (option, source's
+    # value, this run's value) -> the layer the change adds, which starts as no change (a
+    # zero-initialised residual), so the run starts out reading as its source does
+    additions: ClassVar[dict[tuple[str, Any, Any], str]] = {}
     config: dict
 
     @classmethod

@@ -30,12 +30,13 @@ class Augmentation:
     erase: float = 0.0  # share of images that get a small patch erased
 
     @classmethod
-    def captcha(cls) -> Augmentation:
+    def captcha(cls, strength: float = 1.0) -> Augmentation:
         """The affine and photometric changes plus mild captcha-shaped ones: a first,
         stronger setting (elastic 1.5 px, blur 1.0, lines, dots and patches on 30% of the
         images, lines up to 3 px) left small images such as sysu's unreadable and the models
         unable to fit them (BENCHMARKS.md)."""
-        return cls(elastic=1.0, blur=0.7, lines=0.2, dots=0.2, erase=0.0)
+        return cls(elastic=1.0 * strength, blur=0.7 * strength, lines=min(0.5, 0.2 * strength),
+                   dots=min(0.5, 0.2 * strength), erase=0.0)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator,
                  points: torch.Tensor | None = None) -> torch.Tensor:

@@ -82,6 +82,8 @@ class TrainConfig:
     augment: bool = True
     # also elastic warp, blur, thin occluding lines and dots; None: the family's default
     augment_captcha: bool | None = None
+    # the captcha-shaped changes' sizes, as a multiple (1.75 on hard62: no gain, BENCHMARKS.md)
+    augment_strength: float = 1.0
     ema: float | None = 0.999  # validate and keep a moving average of the weights (decay)
     width_multiplier: float = 1.0  # channels of the backbone and the heads, as a multiple
     schedule: str = "one-cycle"  # or "until-converged": hold the peak rate while it improves
@@ -200,6 +202,8 @@ class TrainConfig:
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"`ema` is a decay per step between 0 and 1, e.g. 0.999, not "
                               f"{self.ema:g}")
+        if self.augment_strength < 0:
+            raise ConfigError(f"`augment_strength` is 0 or more, not {self.augment_strength:g}")
         if not 0.25 <= self.width_multiplier <= 4.0:
             raise ConfigError(f"`width_multiplier` scales the channels, from 0.25 to 4, not "
                               f"{self.width_multiplier:g}")

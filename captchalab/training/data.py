@@ -136,7 +136,8 @@ class TrainingData:
     def shape(self) -> DataShape:
         return DataShape(self.alphabet.num_classes, self.preprocessing.height,
                          self.preprocessing.width, tuple(self.label_lengths), self.source_width,
-                         self.expressions)
+                         self.expressions,
+                         self.train_count if self.labelled_images() is not None else 0)
 
     def close(self) -> None:
         """Release background workers (a stream's)."""

@@ -479,7 +479,8 @@ class Trainer:
                     if self.distributed.enabled else ""))
         augmentation = None
         if config.augment:
-            augmentation = Augmentation.captcha() if config.captcha_augmentation else Augmentation()
+            augmentation = (Augmentation.captcha(config.augment_strength)
+                            if config.captcha_augmentation else Augmentation())
         return Run(data, model, self.distributed.wrap(model, self.device), optimizer,
                    augmentation,
                    Validator(data, model.decoder, decoding, self.device), progress, schedule,

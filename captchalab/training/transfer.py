@@ -5,7 +5,9 @@ class each (per position, for positional families), so they are copied row by ro
 two alphabets share a symbol; a symbol the source never saw keeps its fresh initialisation.
 A family's ``row_inputs`` read the feature map's rows: from a model of another input height
 their weights are resampled along the rows (linearly, scaled so that a map whose rows are
-alike gives the same sum), so a 32-pixel base starts a 48- or 64-pixel model.
+alike gives the same sum), so a 32-pixel base starts a 48- or 64-pixel model. A layer
+that one of the family's ``additions`` adds (crnn's ``context``, where the source reads
+its columns on their own) keeps its initialisation, which changes nothing at the start.
 
 Case-folded labels over a case-sensitive source (``n`` where the source reads ``n`` and
 ``N``): the row of ``n`` comes from whichever of the two the source sees more of in the
@@ -46,7 +48,9 @@ def check_compatible(model: Family, source: ModelFile, path: str | Path) -> None
     theirs = {k: v for k, v in completed_config(family, source.card.config).items()
               if k not in SIZE_KEYS}
     ours = {k: v for k, v in model.config.items() if k not in SIZE_KEYS}
-    differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
+                       and not any(change == (k, theirs.get(k), ours.get(k))
+                                   for change in model.additions))
     if differing:
         detail = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in differing)
         raise ModelFileError(f"{path}: its model settings differ from this run's ({detail})")
@@ -126,8 +130,13 @@ def transfer_weights(model: Family, source: ModelFile, alphabet: Alphabet,
     old = Alphabet(source.card.alphabet)
     rows_from = rows_from or {}
     new_rows, old_rows = _class_rows(old, alphabet, rows_from)
+    theirs = completed_config(source.card.family, source.card.config)
+    added = {layer for (option, was, now), layer in model.additions.items()
+             if theirs.get(option) == was and model.config.get(option) == now}
     state = model.state_dict()
     for name, target in state.items():
+        if name not in source.tensors and name.split(".")[0] in added:
+            continue  # keeps its initialisation: no change to what the source reads
         if name not in source.tensors:
             raise ModelFileError(f"{path}: has no weights for layer {name}")
         value = torch.from_numpy(np.array(source.tensors[name]))
