@@ -48,12 +48,19 @@ def check_compatible(model: Family, source: ModelFile, path: str | Path) -> None
     theirs = {k: v for k, v in completed_config(family, source.card.config).items()
               if k not in SIZE_KEYS}
     ours = {k: v for k, v in model.config.items() if k not in SIZE_KEYS}
-    differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
-                       and not any(change == (k, theirs.get(k), ours.get(k))
-                                   for change in model.additions))
+    added = additions(model, theirs)
+    differing = sorted(k for k in ours.keys() | theirs.keys()
+                       if ours.get(k) != theirs.get(k) and k not in added)
     if differing:
         detail = ", ".join(f"{k} {theirs.get(k)} vs {ours.get(k)}" for k in differing)
         raise ModelFileError(f"{path}: its model settings differ from this run's ({detail})")
+
+
+def additions(model: Family, source_config: dict) -> dict[str, str]:
+    """The family's ``additions`` that apply from a source of ``source_config`` (complete)
+    to ``model``: option -> the layer its change adds."""
+    return {option: layer for (option, was, now), layer in model.additions.items()
+            if source_config.get(option) == was and model.config.get(option) == now}
 
 
 def _class_rows(old: Alphabet, new: Alphabet, rows_from: dict[str, str]
@@ -130,9 +137,8 @@ def transfer_weights(model: Family, source: ModelFile, alphabet: Alphabet,
     old = Alphabet(source.card.alphabet)
     rows_from = rows_from or {}
     new_rows, old_rows = _class_rows(old, alphabet, rows_from)
-    theirs = completed_config(source.card.family, source.card.config)
-    added = {layer for (option, was, now), layer in model.additions.items()
-             if theirs.get(option) == was and model.config.get(option) == now}
+    added = set(additions(model, completed_config(source.card.family,
+                                                  source.card.config)).values())
     state = model.state_dict()
     for name, target in state.items():
         if name not in source.tensors and name.split(".")[0] in added:
